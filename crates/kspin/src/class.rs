@@ -1,0 +1,53 @@
+//! Lock classes: the name every lock is created with, and, in checked
+//! builds, the unit of lock-order checking and hold-time statistics (as in
+//! lockdep, locks made at one place share a class).
+
+/// A lock class: a name, and in checked builds its order-graph node and
+/// hold-time statistics. Create one per lock-creation site with
+/// [`lock_class!`](crate::lock_class).
+pub struct LockClass {
+    name: &'static str,
+    #[cfg(feature = "checked")]
+    pub(crate) checked: crate::checked::ClassState,
+}
+
+impl LockClass {
+    /// A class named `name`. Prefer [`lock_class!`](crate::lock_class), which
+    /// makes the `static` for you.
+    #[must_use]
+    pub const fn new(name: &'static str) -> Self {
+        Self {
+            name,
+            #[cfg(feature = "checked")]
+            checked: crate::checked::ClassState::new(),
+        }
+    }
+
+    /// The name the class was created with.
+    #[must_use]
+    pub const fn name(&self) -> &'static str {
+        self.name
+    }
+}
+
+impl core::fmt::Debug for LockClass {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("LockClass")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+/// A `&'static LockClass` for this call site.
+///
+/// ```
+/// let ledger = kspin::host::SpinLock::new(0u64, kspin::lock_class!("ledger"));
+/// # let _ = ledger;
+/// ```
+#[macro_export]
+macro_rules! lock_class {
+    ($name:expr) => {{
+        static CLASS: $crate::LockClass = $crate::LockClass::new($name);
+        &CLASS
+    }};
+}

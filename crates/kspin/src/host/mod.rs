@@ -1,0 +1,172 @@
+//! The host backend: real atomics and a per-thread simulated IRQL, so that
+//! every rule of the kernel backend can be exercised by ordinary tests (and
+//! model checked with loom) on any OS.
+//!
+//! Where Windows would bugcheck, the host backend panics with the bugcheck
+//! Driver Verifier would raise, for example
+//! `DRIVER_VERIFIER_DETECTED_VIOLATION (C4/0x40): KeAcquireSpinLockAtDpcLevel
+//! called below DISPATCH_LEVEL`. Safe code cannot reach those panics; the
+//! tests reach them through the `unsafe` escape hatches to show why they are
+//! `unsafe`.
+//!
+//! A "thread" here plays a processor: raising its simulated IRQL is what
+//! stops it being preempted by DPCs on real hardware.
+
+mod executive;
+mod queued;
+mod videoport;
+
+use core::cell::Cell;
+
+pub use executive::Executive;
+pub use queued::{InStackQueued, McsNode};
+pub use videoport::{VideoPort, VideoPortState, VpStatus};
+
+use crate::{
+    irql::{Irql, IrqlModel},
+    platform::Platform,
+};
+
+/// The host platform: a simulated IRQL per thread.
+#[derive(Debug)]
+pub enum Host {}
+
+/// An executive spin lock (`KSPIN_LOCK`) on the host.
+pub type SpinLock<T> = crate::Lock<T, Executive>;
+/// An in-stack queued spin lock on the host.
+pub type QueuedSpinLock<T> = crate::Lock<T, InStackQueued>;
+/// A video miniport spin lock on the host.
+pub type VideoPortSpinLock<T> = crate::Lock<T, VideoPort>;
+/// The host's `KLOCK_QUEUE_HANDLE`.
+pub type LockQueueHandle = crate::QueueHandle<McsNode>;
+/// The host's proof of `DISPATCH_LEVEL`.
+pub type DispatchLevel = crate::DispatchLevel<Host>;
+
+#[cfg(not(loom))]
+std::thread_local! {
+    static IRQL: Cell<u8> = const { Cell::new(0) };
+    static MODELLED: Cell<bool> = const { Cell::new(true) };
+    static THREAD_ID: u8 = const { 0 };
+}
+#[cfg(loom)]
+loom::thread_local! {
+    static IRQL: Cell<u8> = Cell::new(0);
+    static MODELLED: Cell<bool> = Cell::new(true);
+    static THREAD_ID: u8 = 0;
+}
+
+/// Makes the current thread behave like Wine: every IRQL read returns
+/// `PASSIVE_LEVEL` and [`Host::irql_model`] reports
+/// [`IrqlModel::NotModelled`], so IRQL checks are skipped and reported as
+/// unavailable. (Per thread, so that tests stay independent.)
+pub fn simulate_unmodelled_irql(unmodelled: bool) {
+    MODELLED.with(|m| m.set(!unmodelled));
+}
+
+fn irql() -> Irql {
+    if MODELLED.with(Cell::get) {
+        Irql(IRQL.with(Cell::get))
+    } else {
+        Irql::PASSIVE
+    }
+}
+
+fn set_irql(new: Irql) {
+    IRQL.with(|i| i.set(new.0));
+}
+
+/// Panics the way Driver Verifier would bugcheck, if the simulated IRQL is
+/// not `expected` (only where IRQL is modelled).
+#[track_caller]
+fn verify_irql(ok: impl FnOnce(Irql) -> bool, bugcheck: &str) {
+    if MODELLED.with(Cell::get) {
+        let now = Irql(IRQL.with(Cell::get));
+        assert!(
+            ok(now),
+            "DRIVER_VERIFIER_DETECTED_VIOLATION ({bugcheck}) at IRQL {}",
+            now.0
+        );
+    }
+}
+
+// SAFETY: the simulated IRQL is per thread and only changed by raise/lower,
+// so a thread's reads report what its raises and lowers set; a thread plays
+// the part of a processor.
+unsafe impl Platform for Host {
+    fn current_irql() -> Irql {
+        irql()
+    }
+
+    unsafe fn raise_irql(new: Irql) -> Irql {
+        verify_irql(|now| now <= new, "C4/0x30: KeRaiseIrql to a lower IRQL");
+        let old = Irql(IRQL.with(Cell::get));
+        set_irql(new);
+        old
+    }
+
+    unsafe fn lower_irql(new: Irql) {
+        verify_irql(|now| now >= new, "C4/0x31: KeLowerIrql to a higher IRQL");
+        set_irql(new);
+    }
+
+    fn irql_model() -> IrqlModel {
+        if MODELLED.with(Cell::get) {
+            IrqlModel::Modelled
+        } else {
+            IrqlModel::NotModelled
+        }
+    }
+
+    fn current_thread() -> usize {
+        THREAD_ID.with(|id| core::ptr::from_ref(id).addr())
+    }
+
+    fn now_ns() -> u64 {
+        use std::{sync::OnceLock, time::Instant};
+        static BASE: OnceLock<Instant> = OnceLock::new();
+        let base = BASE.get_or_init(Instant::now);
+        u64::try_from(base.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn fail_stop(violation: &'static str, lock: usize) -> ! {
+        panic!("kspin checked: {violation} (lock {lock:#x})")
+    }
+}
+
+/// Runs `f` as the kernel runs a DPC routine: at `DISPATCH_LEVEL`, with the
+/// proof. Like Driver Verifier, it insists the routine returns at the IRQL it
+/// was called at.
+pub fn run_as_dpc<R>(f: impl FnOnce(&DispatchLevel) -> R) -> R {
+    verify_irql(
+        |now| now <= Irql::DISPATCH,
+        "0xA: DPC queued above DISPATCH_LEVEL",
+    );
+    let before = Irql(IRQL.with(Cell::get));
+    set_irql(Irql::DISPATCH);
+    // SAFETY: this thread's simulated IRQL is DISPATCH_LEVEL for the call.
+    let result = f(unsafe { DispatchLevel::assume() });
+    verify_irql(
+        |now| now == Irql::DISPATCH,
+        "0xC8: DPC routine returned at another IRQL",
+    );
+    set_irql(before);
+    result
+}
+
+/// Acquire side of the test-and-set lock shared by the executive and video
+/// port host backends.
+fn spin_acquire(word: &crate::sync::AtomicBool) {
+    use crate::sync::Ordering;
+    while word
+        .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
+        while word.load(Ordering::Relaxed) {
+            crate::sync::spin_loop();
+        }
+    }
+}
+
+fn spin_release(word: &crate::sync::AtomicBool) {
+    word.store(false, crate::sync::Ordering::Release);
+}

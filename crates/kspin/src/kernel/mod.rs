@@ -1,0 +1,196 @@
+//! The Windows kernel backends: executive spin locks, in-stack queued spin
+//! locks, video miniport spin locks (feature `videoport`), the IRQL through
+//! `cr8` as the x64 WDK headers inline it, and DPC trampolines that lend a
+//! [`DispatchLevel`] proof to DPC routines.
+//!
+//! Which lock to use from where:
+//!
+//! | Caller | IRQL | Acquire with |
+//! |---|---|---|
+//! | IOCTL dispatch routine, system thread | `PASSIVE_LEVEL` | `lock()` (raises and restores) |
+//! | DPC routine (via [`dpc`]) | `DISPATCH_LEVEL` | `lock_at_dpc_level(at)` |
+//! | inside [`raise_to_dispatch`](crate::raise_to_dispatch) or another held lock | `DISPATCH_LEVEL` | `lock_at_dpc_level(at)` |
+//! | ISR / `KeSynchronizeExecution` | DIRQL | none of these: executive spin locks must not be used above `DISPATCH_LEVEL` |
+
+pub mod dpc;
+mod executive;
+pub mod ffi;
+mod queued;
+#[cfg(feature = "videoport")]
+mod videoport;
+
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+pub use executive::Executive;
+pub use queued::InStackQueued;
+#[cfg(feature = "videoport")]
+pub use videoport::{VideoPort, VideoPortState};
+
+use crate::{
+    irql::{Irql, IrqlModel},
+    platform::Platform,
+};
+
+/// The Windows kernel.
+#[derive(Debug)]
+pub enum Kernel {}
+
+/// An executive spin lock (`KSPIN_LOCK`) owning its data.
+pub type SpinLock<T> = crate::Lock<T, Executive>;
+/// An in-stack queued spin lock owning its data.
+pub type QueuedSpinLock<T> = crate::Lock<T, InStackQueued>;
+/// A video miniport spin lock owning its data.
+#[cfg(feature = "videoport")]
+pub type VideoPortSpinLock<T> = crate::Lock<T, VideoPort>;
+/// The per-acquisition handle of a [`QueuedSpinLock`].
+pub type LockQueueHandle = crate::QueueHandle<ffi::KLOCK_QUEUE_HANDLE>;
+/// The kernel's proof of `DISPATCH_LEVEL`.
+pub type DispatchLevel = crate::DispatchLevel<Kernel>;
+
+/// [`IrqlModel`] as a number: the kernel models IRQL unless told otherwise.
+static IRQL_MODEL: AtomicU32 = AtomicU32::new(IrqlModel::Modelled as u32);
+
+/// Tells kspin whether IRQL reads can be trusted here (see
+/// [`detect_irql_model`]).
+pub fn set_irql_model(model: IrqlModel) {
+    IRQL_MODEL.store(model as u32, Ordering::Relaxed);
+}
+
+/// Finds out whether this environment models IRQL, records the answer for
+/// the IRQL assertions and the validator, and returns it.
+///
+/// It raises to `DISPATCH_LEVEL` and reads the IRQL back: Windows reports
+/// `DISPATCH_LEVEL`; Wine, which runs drivers in user mode and emulates
+/// `cr8` as always 0, reports `PASSIVE_LEVEL`. Call it once, at
+/// `PASSIVE_LEVEL` (in `DriverEntry`).
+pub fn detect_irql_model() -> IrqlModel {
+    // SAFETY: called at PASSIVE_LEVEL (documented); raise and lower pair up
+    // on this processor with no lock taken in between.
+    let seen = unsafe {
+        let previous = Kernel::raise_irql(Irql::DISPATCH);
+        let seen = Kernel::current_irql();
+        Kernel::lower_irql(previous);
+        seen
+    };
+    let model = if seen == Irql::DISPATCH {
+        IrqlModel::Modelled
+    } else {
+        IrqlModel::NotModelled
+    };
+    set_irql_model(model);
+    model
+}
+
+#[cfg(target_arch = "x86_64")]
+mod irql_impl {
+    // The x64 WDK inlines KeGetCurrentIrql, KeRaiseIrql and KeLowerIrql as
+    // reads and writes of cr8 (the task priority register).
+    pub(super) fn read() -> u8 {
+        let value: u64;
+        // SAFETY: reading cr8 has no side effects; kernel mode only, which is
+        // where the kernel backend runs.
+        unsafe {
+            core::arch::asm!("mov {}, cr8", out(reg) value, options(nomem, nostack, preserves_flags))
+        };
+        value as u8
+    }
+
+    pub(super) unsafe fn write(irql: u8) {
+        // SAFETY: the caller upholds the raise/lower contract; `memory`
+        // ordering (no `nomem`) keeps accesses from moving across the change.
+        unsafe {
+            core::arch::asm!("mov cr8, {}", in(reg) u64::from(irql), options(nostack, preserves_flags))
+        };
+    }
+}
+
+#[cfg(target_arch = "x86")]
+mod irql_impl {
+    use super::ffi;
+
+    pub(super) fn read() -> u8 {
+        // SAFETY: a plain query.
+        unsafe { ffi::KeGetCurrentIrql() }
+    }
+
+    pub(super) unsafe fn raise(irql: u8) -> u8 {
+        // SAFETY: the caller upholds the raise contract.
+        unsafe { ffi::KfRaiseIrql(irql) }
+    }
+
+    pub(super) unsafe fn write(irql: u8) {
+        // SAFETY: used only to lower; the caller upholds the lower contract.
+        unsafe { ffi::KfLowerIrql(irql) }
+    }
+}
+
+#[cfg(not(any(target_arch = "x86_64", target_arch = "x86")))]
+compile_error!(
+    "kspin's kernel backend supports x86_64 and x86; ARM64 IRQL access is not written yet"
+);
+
+/// `KeQueryPerformanceCounter`'s frequency, read once.
+static QPC_FREQUENCY: AtomicU64 = AtomicU64::new(0);
+
+/// Bugcheck code for a validator fail-stop: `KSPN`.
+pub const KSPIN_BUGCHECK_CODE: u32 = u32::from_be_bytes(*b"KSPN");
+
+// SAFETY: cr8 (x64) and the HAL routines (x86) are the processor's real IRQL;
+// `irql_model` is only NotModelled when the driver has found out otherwise.
+unsafe impl Platform for Kernel {
+    #[inline]
+    fn current_irql() -> Irql {
+        Irql(irql_impl::read())
+    }
+
+    #[inline]
+    unsafe fn raise_irql(new: Irql) -> Irql {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let old = irql_impl::read();
+            // SAFETY: raising (caller).
+            unsafe { irql_impl::write(new.0) };
+            Irql(old)
+        }
+        #[cfg(target_arch = "x86")]
+        // SAFETY: raising (caller).
+        Irql(unsafe { irql_impl::raise(new.0) })
+    }
+
+    #[inline]
+    unsafe fn lower_irql(new: Irql) {
+        // SAFETY: lowering to the value the matching raise returned (caller).
+        unsafe { irql_impl::write(new.0) }
+    }
+
+    fn irql_model() -> IrqlModel {
+        if IRQL_MODEL.load(Ordering::Relaxed) == IrqlModel::Modelled as u32 {
+            IrqlModel::Modelled
+        } else {
+            IrqlModel::NotModelled
+        }
+    }
+
+    fn current_thread() -> usize {
+        // SAFETY: callable at any IRQL.
+        unsafe { ffi::PsGetCurrentThreadId() }.addr()
+    }
+
+    fn now_ns() -> u64 {
+        let mut frequency = QPC_FREQUENCY.load(Ordering::Relaxed);
+        let mut ticks_and_frequency = 0_i64;
+        // SAFETY: callable at any IRQL; the out-parameter is a local.
+        let ticks = unsafe { ffi::KeQueryPerformanceCounter(&raw mut ticks_and_frequency) };
+        if frequency == 0 {
+            frequency = u64::try_from(ticks_and_frequency).unwrap_or(1).max(1);
+            QPC_FREQUENCY.store(frequency, Ordering::Relaxed);
+        }
+        let ticks = u128::from(u64::try_from(ticks).unwrap_or(0));
+        u64::try_from(ticks * 1_000_000_000 / u128::from(frequency)).unwrap_or(u64::MAX)
+    }
+
+    fn fail_stop(_violation: &'static str, lock: usize) -> ! {
+        // SAFETY: KeBugCheckEx takes plain values and never returns.
+        unsafe { ffi::KeBugCheckEx(KSPIN_BUGCHECK_CODE, lock, Self::current_thread(), 0, 0) }
+    }
+}

@@ -1,0 +1,8 @@
+// A guard that is dropped at once protects nothing; #[must_use] says so.
+#![deny(unused_must_use)]
+use kspin::host::SpinLock;
+
+fn main() {
+    let lock = SpinLock::new(0_u32, kspin::lock_class!("ui"));
+    lock.lock();
+}
