@@ -1,0 +1,318 @@
+use core::mem::size_of;
+
+use proptest::prelude::*;
+
+use super::*;
+
+fn lock_bytes(version: u32, kind: u32, iterations: u32, work: u32) -> [u8; 16] {
+    let mut b = [0; 16];
+    b[0..4].copy_from_slice(&version.to_le_bytes());
+    b[4..8].copy_from_slice(&kind.to_le_bytes());
+    b[8..12].copy_from_slice(&iterations.to_le_bytes());
+    b[12..16].copy_from_slice(&work.to_le_bytes());
+    b
+}
+
+#[test]
+fn ctl_code_matches_the_wdk_macro() {
+    // CTL_CODE(FILE_DEVICE_UNKNOWN, 0x800, METHOD_BUFFERED, FILE_ANY_ACCESS)
+    assert_eq!(ctl_code(0x22, 0x800, 0, 0), 0x0022_2000);
+    assert_eq!(IOCTL_DPCLOCK_NOOP, 0x8DC1_2000);
+    assert_eq!(IOCTL_DPCLOCK_LOCK_PASSIVE, 0x8DC1_E004);
+    assert_eq!(IOCTL_DPCLOCK_LOCK_DISPATCH, 0x8DC1_E008);
+    assert_eq!(IOCTL_DPCLOCK_DPC_BURST, 0x8DC1_E00C);
+    assert_eq!(IOCTL_DPCLOCK_TIMER_START, 0x8DC1_E010);
+    assert_eq!(IOCTL_DPCLOCK_TIMER_STOP, 0x8DC1_E014);
+    assert_eq!(IOCTL_DPCLOCK_GET_STATS, 0x8DC1_6018);
+    assert_eq!(IOCTL_DPCLOCK_RESET, 0x8DC1_E01C);
+    for code in ALL_IOCTLS {
+        assert_eq!(code & 3, METHOD_BUFFERED, "{code:#x}");
+    }
+}
+
+#[test]
+fn lock_requests_are_validated_field_by_field() {
+    let ok = lock_bytes(1, 0, 10, 5);
+    assert_eq!(
+        parse_lock_passive(&ok),
+        Ok(LockWork {
+            lock_kind: LockKind::Plain,
+            iterations: 10,
+            work: 5
+        })
+    );
+    assert_eq!(parse_lock_passive(&ok[..15]), Err(Error::BufferTooSmall));
+    assert_eq!(parse_lock_passive(&[]), Err(Error::BufferTooSmall));
+    assert_eq!(
+        parse_lock_passive(&lock_bytes(2, 0, 10, 5)),
+        Err(Error::InvalidParameter)
+    );
+    assert_eq!(
+        parse_lock_passive(&lock_bytes(0, 0, 10, 5)),
+        Err(Error::InvalidParameter)
+    );
+    assert_eq!(
+        parse_lock_passive(&lock_bytes(1, 3, 10, 5)),
+        Err(Error::InvalidParameter)
+    );
+    assert_eq!(
+        parse_lock_passive(&lock_bytes(1, 0, 0, 5)),
+        Err(Error::InvalidParameter)
+    );
+    assert_eq!(
+        parse_lock_passive(&lock_bytes(1, 0, u32::MAX, 5)),
+        Err(Error::InvalidParameter)
+    );
+    assert_eq!(
+        parse_lock_passive(&lock_bytes(1, 0, 1, limits::MAX_WORK + 1)),
+        Err(Error::InvalidParameter)
+    );
+    assert!(
+        parse_lock_passive(&lock_bytes(
+            1,
+            2,
+            limits::MAX_PASSIVE_ITERATIONS,
+            limits::MAX_WORK
+        ))
+        .is_ok()
+    );
+    assert_eq!(
+        parse_lock_dispatch(&lock_bytes(1, 1, limits::MAX_DISPATCH_ITERATIONS + 1, 0)),
+        Err(Error::InvalidParameter)
+    );
+    assert!(parse_lock_dispatch(&lock_bytes(1, 1, limits::MAX_DISPATCH_ITERATIONS, 0)).is_ok());
+    assert_eq!(
+        parse_dpc_burst(&lock_bytes(1, 1, limits::MAX_BURST_ITERATIONS + 1, 0)),
+        Err(Error::InvalidParameter)
+    );
+    // Longer input is accepted; the extra bytes are ignored.
+    let mut long = [0xAA_u8; 64];
+    long[..16].copy_from_slice(&ok);
+    assert!(parse_lock_passive(&long).is_ok());
+    // The client-side encoder produces what the parser accepts.
+    assert_eq!(
+        parse_dpc_burst(&LockRequest::encode(LockKind::Unlocked, 7, 9)),
+        Ok(LockWork {
+            lock_kind: LockKind::Unlocked,
+            iterations: 7,
+            work: 9
+        })
+    );
+}
+
+#[test]
+fn timer_requests_are_validated_field_by_field() {
+    let ok = TimerRequest::encode(LockKind::Queued, 5, 3, 2);
+    assert_eq!(
+        parse_timer_start(&ok),
+        Ok(TimerWork {
+            period_ms: 5,
+            tick: LockWork {
+                lock_kind: LockKind::Queued,
+                iterations: 3,
+                work: 2
+            }
+        })
+    );
+    assert_eq!(parse_timer_start(&ok[..23]), Err(Error::BufferTooSmall));
+    for (offset, bad) in [
+        (0, 9),
+        (4, 7),
+        (8, 0),
+        (8, limits::MAX_TIMER_PERIOD_MS + 1),
+        (12, 0),
+        (16, u32::MAX),
+        (20, 1),
+    ] {
+        let mut b = ok;
+        b[offset..offset + 4].copy_from_slice(&u32::to_le_bytes(bad));
+        assert_eq!(
+            parse_timer_start(&b),
+            Err(Error::InvalidParameter),
+            "field at {offset} = {bad}"
+        );
+    }
+}
+
+#[test]
+fn parse_dispatches_on_the_code_and_checks_the_output_size() {
+    let lock = lock_bytes(1, 0, 1, 0);
+    assert_eq!(
+        parse(0x8DC1_2003, &[], 0),
+        Err(Error::InvalidDeviceRequest),
+        "METHOD_NEITHER variant"
+    );
+    assert_eq!(
+        parse(ctl_code(0x22, 0x801, 0, 3), &lock, 64),
+        Err(Error::InvalidDeviceRequest)
+    );
+    assert_eq!(parse(0, &[], 0), Err(Error::InvalidDeviceRequest));
+    assert_eq!(parse(IOCTL_DPCLOCK_NOOP, &[1, 2, 3], 0), Ok(Request::Noop));
+    assert_eq!(
+        parse(IOCTL_DPCLOCK_LOCK_PASSIVE, &lock, 31),
+        Err(Error::BufferTooSmall)
+    );
+    assert!(matches!(
+        parse(IOCTL_DPCLOCK_LOCK_PASSIVE, &lock, 32),
+        Ok(Request::LockPassive(_))
+    ));
+    // A bad input is reported before a short output buffer.
+    assert_eq!(
+        parse(IOCTL_DPCLOCK_LOCK_PASSIVE, &lock[..4], 0),
+        Err(Error::BufferTooSmall)
+    );
+    assert_eq!(
+        parse(IOCTL_DPCLOCK_LOCK_PASSIVE, &lock_bytes(1, 9, 1, 0), 0),
+        Err(Error::InvalidParameter)
+    );
+    assert_eq!(
+        parse(IOCTL_DPCLOCK_GET_STATS, &[], size_of::<Stats>() - 1),
+        Err(Error::BufferTooSmall)
+    );
+    assert_eq!(
+        parse(IOCTL_DPCLOCK_GET_STATS, &[], size_of::<Stats>()),
+        Ok(Request::GetStats)
+    );
+    assert_eq!(parse(IOCTL_DPCLOCK_RESET, &[], 0), Ok(Request::Reset));
+    assert_eq!(
+        parse(IOCTL_DPCLOCK_TIMER_STOP, &[], 0),
+        Ok(Request::TimerStop)
+    );
+}
+
+#[test]
+fn responses_round_trip() {
+    let response = LockResponse {
+        version: 1,
+        lock_kind: 1,
+        acquisitions: 42,
+        contended: 7,
+        dpc_runs: 2,
+        reserved: 0,
+    };
+    let mut buffer = [0_u8; 40];
+    assert_eq!(response.encode(&mut buffer), Ok(32));
+    assert_eq!(LockResponse::decode(&buffer), Ok(response));
+    assert_eq!(
+        response.encode(&mut buffer[..31]),
+        Err(Error::BufferTooSmall)
+    );
+    assert_eq!(
+        LockResponse::decode(&buffer[..31]),
+        Err(Error::BufferTooSmall)
+    );
+
+    let mut stats = Stats {
+        version: 1,
+        flags: 5,
+        processors: 2,
+        timer_period_ms: 3,
+        timer_ticks: 4,
+        burst_dpc_runs: 6,
+        ..Stats::default()
+    };
+    for (k, ledger) in stats.ledgers.iter_mut().enumerate() {
+        let k = k as u64 * 100;
+        ledger.updates = [k + 1, k + 2, k + 3, k + 4];
+        ledger.total = k + 5;
+        ledger.checksum = k + 6;
+        ledger.performed = [k + 7, k + 8, k + 9, k + 10];
+        ledger.contended = k + 11;
+        ledger.hold = HoldStats {
+            count: k + 12,
+            total_ns: k + 13,
+            max_ns: k + 14,
+            over_guidance: k + 15,
+            histogram: core::array::from_fn(|i| k + 16 + i as u64),
+        };
+    }
+    stats.validator = ValidatorStats {
+        irql_checks: 1,
+        classes: 2,
+        recursive_acquires: 3,
+        foreign_releases: 4,
+        order_inversions: 5,
+        irql_at_acquire: 6,
+        irql_at_release: 7,
+        release_order: 8,
+    };
+    let mut buffer = [0_u8; size_of::<Stats>()];
+    assert_eq!(stats.encode(&mut buffer), Ok(size_of::<Stats>()));
+    assert_eq!(Stats::decode(&buffer), Ok(stats));
+    assert_eq!(stats.validator.violations(), 3 + 4 + 5 + 6 + 7 + 8);
+    // The documented offsets hold in the encoding.
+    assert_eq!(
+        &buffer[32..40],
+        &1_u64.to_le_bytes(),
+        "ledgers[0].updates[0] at 32"
+    );
+    assert_eq!(
+        &buffer[32 + 376..32 + 384],
+        &101_u64.to_le_bytes(),
+        "ledgers[1] at 408"
+    );
+}
+
+#[test]
+fn checksum_is_order_independent_and_catches_lost_and_duplicated_updates() {
+    // Apply updates the way the driver does, in an interleaved order.
+    let mut updates = [0_u64; PATH_COUNT];
+    let mut checksum = 0_u64;
+    for step in 0..1000_u64 {
+        let path = ((step * 7) % 4) as usize;
+        updates[path] += 1;
+        checksum = checksum.wrapping_add(update_mix(path as u32, updates[path]));
+    }
+    assert_eq!(checksum, expected_checksum(&updates));
+
+    // A lost update: two racing updates both wrote count k.
+    let mut lost = updates;
+    lost[2] -= 1;
+    assert_ne!(checksum, expected_checksum(&lost));
+    let duplicated = checksum.wrapping_add(update_mix(2, updates[2]));
+    assert_ne!(duplicated, expected_checksum(&updates));
+}
+
+proptest! {
+    #[test]
+    fn parse_never_panics_and_accepts_exactly_what_the_spec_allows(
+        code in prop_oneof![
+            Just(IOCTL_DPCLOCK_LOCK_PASSIVE), Just(IOCTL_DPCLOCK_LOCK_DISPATCH), Just(IOCTL_DPCLOCK_DPC_BURST),
+            Just(IOCTL_DPCLOCK_TIMER_START), Just(IOCTL_DPCLOCK_GET_STATS), Just(IOCTL_DPCLOCK_NOOP),
+            any::<u32>(), (0_u32..0x1000).prop_map(|f| ctl_code(DEVICE_TYPE, f, f & 3, (f >> 2) & 3)),
+        ],
+        input in prop::collection::vec(any::<u8>(), 0..64),
+        output_len in 0_usize..4096,
+    ) {
+        let result = parse(code, &input, output_len);
+        if let Ok(request) = result {
+            prop_assert!(ALL_IOCTLS.contains(&code));
+            prop_assert!(output_len >= request.output_len());
+        }
+        if !ALL_IOCTLS.contains(&code) {
+            prop_assert_eq!(result, Err(Error::InvalidDeviceRequest));
+        }
+        if code == IOCTL_DPCLOCK_LOCK_PASSIVE {
+            let valid = input.len() >= 16 && {
+                let field = |i: usize| u32::from_le_bytes(input[i..i + 4].try_into().unwrap());
+                field(0) == 1 && field(4) < 3 && (1..=limits::MAX_PASSIVE_ITERATIONS).contains(&field(8))
+                    && field(12) <= limits::MAX_WORK
+            };
+            prop_assert_eq!(result.is_ok(), valid && output_len >= 32);
+        }
+    }
+
+    #[test]
+    fn well_formed_lock_requests_are_accepted(kind in 0_u32..3, iterations in 1..=limits::MAX_DISPATCH_ITERATIONS, work in 0..=limits::MAX_WORK) {
+        let bytes = lock_bytes(1, kind, iterations, work);
+        for code in [IOCTL_DPCLOCK_LOCK_PASSIVE, IOCTL_DPCLOCK_LOCK_DISPATCH, IOCTL_DPCLOCK_DPC_BURST] {
+            prop_assert!(parse(code, &bytes, 32).is_ok());
+        }
+    }
+
+    #[test]
+    fn stats_decode_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..1400)) {
+        let _ = Stats::decode(&bytes);
+        let _ = LockResponse::decode(&bytes);
+    }
+}
