@@ -1,7 +1,35 @@
-//! dpclock: a WDM driver about spin locks.
+//! # dpclock: spin locks taken safely, from DPC routines and IOCTL paths
+//!
+//! A root-enumerated WDM function driver (hardware ID `Root\DpcLock`) whose
+//! whole story is one shared ledger and who takes its lock from where:
+//!
+//! | Path | IRQL | How it takes the ledger's lock |
+//! |---|---|---|
+//! | `LOCK_PASSIVE` IOCTL | `PASSIVE_LEVEL` | `lock()`: raise, acquire … release, restore |
+//! | `LOCK_DISPATCH` IOCTL | raised to `DISPATCH_LEVEL` | `lock_at_dpc_level(at)`, with the proof from `at_dispatch_level` |
+//! | `DPC_BURST` IOCTL | `DISPATCH_LEVEL`, every processor at once | `lock_at_dpc_level(at)`, proof from the `KeGenericCallDpc` trampoline |
+//! | periodic timer DPC | `DISPATCH_LEVEL` | `lock_at_dpc_level(at)`, proof from the DPC trampoline |
+//!
+//! The guards come from [kspin](../kspin/index.html): a lock acquired by the
+//! IRQL-raising routine can only be released by `KeReleaseSpinLock` (never
+//! by `KeReleaseSpinLockFromDpcLevel`), and the `AtDpcLevel` acquire cannot
+//! be called without a proof of `DISPATCH_LEVEL`. Each ledger exists three
+//! times: behind an executive spin lock, behind an in-stack queued spin
+//! lock, and unprotected (a test aid that must lose updates). IRPs are
+//! completed, and messages printed, only after every lock is released.
+//!
+//! Modules: `ledger` (the ledger and the acquisition loop), `ioctl`
+//! (validated requests), `device` (AddDevice, PnP, power), `timer` (the
+//! periodic DPC), `wdm` (the wdm.h macros and inline routines, written
+//! once for both build flavors).
+
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+// The Windows flavor uses windows-drivers-rs exactly as its sample-wdm-driver
+// does. The Linux flavor (see docs/linux-flavor.md) builds the same source
+// against stand-ins generated from mingw-w64's DDK headers, imported under the
+// same crate names, so that nothing below depends on which flavor it is.
 #[cfg(any(not(windows), dpclock_mingw))]
 extern crate mingw_wdk as wdk;
 #[cfg(any(not(windows), dpclock_mingw))]
@@ -10,26 +38,165 @@ extern crate mingw_wdk as wdk_alloc;
 extern crate mingw_wdk_panic as wdk_panic;
 #[cfg(any(not(windows), dpclock_mingw))]
 extern crate mingw_wdk_sys as wdk_sys;
-#[cfg(all(not(test), not(dpclock_mingw), windows))]
+#[cfg(all(not(test), windows, not(dpclock_mingw)))]
 extern crate wdk_panic;
 
-use wdk::println;
-use wdk_sys::{DRIVER_OBJECT, NTSTATUS, PCUNICODE_STRING, STATUS_SUCCESS};
+mod device;
+mod ioctl;
+mod ledger;
+mod timer;
+mod wdm;
 
-/// DriverEntry.
+use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
+
+use kspin::IrqlModel;
+use wdk::println;
+#[cfg(not(test))]
+use wdk_alloc::WdkAllocator;
+use wdk_sys::{
+    _KEY_VALUE_INFORMATION_CLASS::KeyValuePartialInformation,
+    DRIVER_OBJECT, HANDLE, IRP_MJ_CLEANUP, IRP_MJ_CLOSE, IRP_MJ_CREATE, IRP_MJ_DEVICE_CONTROL,
+    IRP_MJ_PNP, IRP_MJ_POWER, IRP_MJ_SYSTEM_CONTROL, KEY_READ, KEY_VALUE_PARTIAL_INFORMATION,
+    NTSTATUS, OBJ_CASE_INSENSITIVE, OBJ_KERNEL_HANDLE, OBJECT_ATTRIBUTES, PCUNICODE_STRING,
+    REG_DWORD, STATUS_SUCCESS,
+    ntddk::{ZwClose, ZwOpenKey, ZwQueryValueKey},
+};
+
+// The driver allocates nothing itself (every structure lives in the device
+// extension); the allocator is here, as in the windows-drivers-rs samples, so
+// that code using `alloc` gets non-paged pool.
+#[cfg(not(test))]
+#[global_allocator]
+static GLOBAL_ALLOCATOR: WdkAllocator = WdkAllocator;
+
+/// Whether the unlocked control may run: `AllowUnlockedControl` (REG_DWORD,
+/// non-zero) under the service key's `Parameters`, read once at load.
+static UNLOCKED_CONTROL_ALLOWED: AtomicBool = AtomicBool::new(false);
+
+/// See [`UNLOCKED_CONTROL_ALLOWED`].
+pub fn unlocked_control_allowed() -> bool {
+    UNLOCKED_CONTROL_ALLOWED.load(Relaxed)
+}
+
+/// `DriverEntry`: fills in the dispatch table and AddDevice. Devices come
+/// later, one per root-enumerated `Root\DpcLock` devnode. `PASSIVE_LEVEL`.
 ///
 /// # Safety
-/// Called by the I/O manager with a valid driver object.
+///
+/// Called by the I/O manager, once, with this driver's object and its
+/// service key.
+// SAFETY: "DriverEntry" is the entry point the WDM linker flags name; no other
+// symbol in the driver has that name. (Gated as in the windows-drivers-rs
+// samples, so that test builds do not export it.)
 #[cfg_attr(not(test), unsafe(export_name = "DriverEntry"))]
 pub unsafe extern "system" fn driver_entry(
     driver: &mut DRIVER_OBJECT,
-    _registry_path: PCUNICODE_STRING,
+    registry_path: PCUNICODE_STRING,
 ) -> NTSTATUS {
+    // IRQL is real on Windows. Wine runs drivers in user mode, where a raise
+    // reads back as PASSIVE_LEVEL: then IRQL assertions are switched off and
+    // the checked build reports them as unavailable, instead of failing.
+    let irql = kspin::kernel::detect_irql_model();
+    // SAFETY: the service key path the I/O manager passed, at PASSIVE_LEVEL.
+    let allowed = unsafe { read_allow_unlocked_control(registry_path) };
+    UNLOCKED_CONTROL_ALLOWED.store(allowed, Relaxed);
+
+    driver.MajorFunction[IRP_MJ_CREATE as usize] = Some(ioctl::dispatch_create_close);
+    driver.MajorFunction[IRP_MJ_CLOSE as usize] = Some(ioctl::dispatch_create_close);
+    driver.MajorFunction[IRP_MJ_CLEANUP as usize] = Some(ioctl::dispatch_create_close);
+    driver.MajorFunction[IRP_MJ_DEVICE_CONTROL as usize] = Some(ioctl::dispatch_device_control);
+    driver.MajorFunction[IRP_MJ_PNP as usize] = Some(device::dispatch_pnp);
+    driver.MajorFunction[IRP_MJ_POWER as usize] = Some(device::dispatch_power);
+    driver.MajorFunction[IRP_MJ_SYSTEM_CONTROL as usize] = Some(device::dispatch_system_control);
     driver.DriverUnload = Some(driver_unload);
-    println!("dpclock: DriverEntry");
+    // SAFETY: the I/O manager gives every driver object a driver extension.
+    unsafe { (*driver.DriverExtension).AddDevice = Some(device::add_device) };
+
+    println!(
+        "dpclock: DriverEntry: IRQL {}, unlocked control {}, {} build",
+        if irql == IrqlModel::Modelled {
+            "modelled"
+        } else {
+            "not modelled (checks off)"
+        },
+        if allowed { "enabled" } else { "disabled" },
+        if cfg!(feature = "checked") {
+            "checked"
+        } else {
+            "free"
+        },
+    );
     STATUS_SUCCESS
 }
 
+/// `DriverUnload`: every device is gone by now (REMOVE_DEVICE deleted it),
+/// so there is nothing left to free. `PASSIVE_LEVEL`.
 unsafe extern "C" fn driver_unload(_driver: *mut DRIVER_OBJECT) {
     println!("dpclock: DriverUnload");
+}
+
+/// Reads `Parameters\AllowUnlockedControl` under the service key. Missing
+/// key or value, or any other type than a non-zero DWORD: not allowed.
+///
+/// # Safety
+///
+/// `service_key` is the registry path from DriverEntry; `PASSIVE_LEVEL`.
+unsafe fn read_allow_unlocked_control(service_key: PCUNICODE_STRING) -> bool {
+    let open = |root: HANDLE, name: PCUNICODE_STRING| -> Option<HANDLE> {
+        let mut attributes = OBJECT_ATTRIBUTES {
+            Length: size_of::<OBJECT_ATTRIBUTES>() as u32,
+            RootDirectory: root,
+            ObjectName: name.cast_mut(),
+            Attributes: OBJ_CASE_INSENSITIVE | OBJ_KERNEL_HANDLE,
+            SecurityDescriptor: core::ptr::null_mut(),
+            SecurityQualityOfService: core::ptr::null_mut(),
+        };
+        let mut key: HANDLE = core::ptr::null_mut();
+        // SAFETY: valid attributes and out-parameter, at PASSIVE_LEVEL.
+        let status = unsafe { ZwOpenKey(&raw mut key, KEY_READ, &raw mut attributes) };
+        (status >= 0).then_some(key)
+    };
+    let close = |key: HANDLE| {
+        // SAFETY: a handle this function opened.
+        let _ = unsafe { ZwClose(key) };
+    };
+
+    let Some(service) = open(core::ptr::null_mut(), service_key) else {
+        return false;
+    };
+    let parameters_name = wdm::unicode_string(wdm::wide!("Parameters"));
+    let parameters = open(service, &raw const parameters_name);
+    close(service);
+    let Some(parameters) = parameters else {
+        return false;
+    };
+
+    #[repr(C)]
+    struct DwordValue {
+        info: KEY_VALUE_PARTIAL_INFORMATION,
+        rest: [u8; 4],
+    }
+    // SAFETY: plain data, filled in by ZwQueryValueKey.
+    let mut value: DwordValue = unsafe { core::mem::zeroed() };
+    let mut length = 0;
+    let mut value_name = wdm::unicode_string(wdm::wide!("AllowUnlockedControl"));
+    // SAFETY: a buffer of `size_of::<DwordValue>()` bytes and valid names.
+    let status = unsafe {
+        ZwQueryValueKey(
+            parameters,
+            &raw mut value_name,
+            KeyValuePartialInformation,
+            (&raw mut value).cast(),
+            size_of::<DwordValue>() as u32,
+            &raw mut length,
+        )
+    };
+    close(parameters);
+    if status < 0 || value.info.Type != REG_DWORD || value.info.DataLength != 4 {
+        return false;
+    }
+    // SAFETY: DataLength is 4, so the DWORD fills Data[0] and the next three
+    // bytes of `rest`, inside `value`.
+    let data = unsafe { (&raw const value.info.Data).cast::<u32>().read_unaligned() };
+    data != 0
 }

@@ -1,0 +1,577 @@
+//! Malformed requests, and the status each one must get.
+//!
+//! Cases come from a seeded generator: IOCTL codes of dpclock and of other
+//! device types, methods and functions; input lengths from 0 to 64 KiB;
+//! truncated, oversized and field-corrupted request structs (absurd counts,
+//! wrong versions, unknown lock kinds); null and misaligned buffers; short
+//! output buffers. The expected status comes from the protocol crate's
+//! validators (the specification) plus the driver's few state rules
+//! ([`Model`]). Valid requests that slip through are kept small, so the fuzz
+//! stays a fuzz and not a stress.
+
+use dpclock_ioctl::{
+    ALL_IOCTLS, DEVICE_TYPE, LockKind, LockRequest, METHOD_BUFFERED, Request, STATUS_DEVICE_BUSY,
+    STATUS_NOT_SUPPORTED, STATUS_SUCCESS, TimerRequest, limits, parse,
+};
+
+/// How a case passes a buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Buffer {
+    /// An ordinary pointer.
+    Aligned,
+    /// A pointer 1 to 7 bytes past an 8-byte boundary.
+    Misaligned(usize),
+    /// A null pointer with a non-zero length: the I/O manager must refuse it
+    /// before the driver sees the request.
+    Null,
+}
+
+/// One request to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Case {
+    /// The IOCTL code.
+    pub code: u32,
+    /// The input bytes (their length is the input length).
+    pub input: Vec<u8>,
+    /// How the input pointer is passed.
+    pub input_buffer: Buffer,
+    /// The output buffer length.
+    pub output_len: u32,
+    /// How the output pointer is passed.
+    pub output_buffer: Buffer,
+}
+
+/// What a case must get back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// Exactly this NTSTATUS.
+    Status(i32),
+    /// An error from the I/O manager (a null buffer with a length); the
+    /// driver never sees the request. On Windows this is
+    /// `STATUS_ACCESS_VIOLATION`; the status is reported as observed.
+    IoManagerError,
+}
+
+/// The driver state that decides a valid request's status.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Model {
+    /// `AllowUnlockedControl` is set.
+    pub unlocked_allowed: bool,
+    /// The periodic timer runs (then `RESET` is `STATUS_DEVICE_BUSY`).
+    pub timer_running: bool,
+}
+
+impl Model {
+    /// The status `case` must get, and the model afterwards.
+    #[must_use]
+    pub fn expect(self, case: &Case) -> (Expect, Self) {
+        let null_with_length = (case.input_buffer == Buffer::Null && !case.input.is_empty())
+            || (case.output_buffer == Buffer::Null && case.output_len > 0);
+        if null_with_length {
+            return (Expect::IoManagerError, self);
+        }
+        match parse(case.code, &case.input, case.output_len as usize) {
+            Err(error) => (Expect::Status(error.ntstatus()), self),
+            Ok(request) => {
+                let unlocked = match request {
+                    Request::LockPassive(w) | Request::LockDispatch(w) | Request::DpcBurst(w) => {
+                        w.lock_kind
+                    }
+                    Request::TimerStart(t) => t.tick.lock_kind,
+                    _ => LockKind::Plain,
+                } == LockKind::Unlocked;
+                if unlocked && !self.unlocked_allowed {
+                    return (Expect::Status(STATUS_NOT_SUPPORTED), self);
+                }
+                match request {
+                    Request::Reset if self.timer_running => {
+                        (Expect::Status(STATUS_DEVICE_BUSY), self)
+                    }
+                    Request::TimerStart(_) => (
+                        Expect::Status(STATUS_SUCCESS),
+                        Self {
+                            timer_running: true,
+                            ..self
+                        },
+                    ),
+                    Request::TimerStop => (
+                        Expect::Status(STATUS_SUCCESS),
+                        Self {
+                            timer_running: false,
+                            ..self
+                        },
+                    ),
+                    _ => (Expect::Status(STATUS_SUCCESS), self),
+                }
+            }
+        }
+    }
+}
+
+/// xorshift64*: small, seedable, good enough to spread cases.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from `seed` (any value).
+    #[must_use]
+    pub fn new(seed: u64) -> Self {
+        Self(seed ^ 0x9E37_79B9_7F4A_7C15 | 1)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A number in `0..n` (`n` > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+
+    fn u32(&mut self) -> u32 {
+        self.next_u64() as u32
+    }
+}
+
+/// Field values that stress a validator: limits, one past them, zero, huge.
+fn nasty_u32(rng: &mut Rng) -> u32 {
+    const VALUES: [u32; 12] = [
+        0,
+        1,
+        2,
+        3,
+        limits::MAX_WORK,
+        limits::MAX_WORK + 1,
+        limits::MAX_DISPATCH_ITERATIONS + 1,
+        limits::MAX_PASSIVE_ITERATIONS + 1,
+        limits::MAX_TIMER_PERIOD_MS + 1,
+        0x7FFF_FFFF,
+        0x8000_0000,
+        u32::MAX,
+    ];
+    if rng.chance(70) {
+        VALUES[rng.below(VALUES.len() as u64) as usize]
+    } else {
+        rng.u32()
+    }
+}
+
+fn code(rng: &mut Rng) -> u32 {
+    match rng.below(5) {
+        0 | 1 => ALL_IOCTLS[rng.below(ALL_IOCTLS.len() as u64) as usize],
+        // dpclock's device type, any function, method and access
+        2 => dpclock_ioctl::ctl_code(
+            DEVICE_TYPE,
+            rng.below(0x1000) as u32,
+            rng.below(4) as u32,
+            rng.below(4) as u32,
+        ),
+        // another device type with one of dpclock's functions
+        3 => {
+            let ours = ALL_IOCTLS[rng.below(ALL_IOCTLS.len() as u64) as usize];
+            (ours & 0xFFFF) | ((rng.below(0x10000) as u32) << 16)
+        }
+        _ => rng.u32(),
+    }
+}
+
+fn input(rng: &mut Rng) -> Vec<u8> {
+    let mut bytes = match rng.below(4) {
+        0 => {
+            let kind = LockKind::ALL[rng.below(3) as usize];
+            LockRequest::encode(kind, rng.below(50) as u32 + 1, rng.below(20) as u32).to_vec()
+        }
+        1 => TimerRequest::encode(
+            LockKind::ALL[rng.below(3) as usize],
+            10 + rng.below(20) as u32,
+            1 + rng.below(5) as u32,
+            1,
+        )
+        .to_vec(),
+        _ => {
+            let len = match rng.below(10) {
+                0..=1 => 0,
+                2..=5 => rng.below(64),
+                6..=8 => 64 + rng.below(4096 - 64),
+                _ => 4096 + rng.below(65536 - 4096 + 1),
+            };
+            (0..len).map(|_| rng.next_u64() as u8).collect()
+        }
+    };
+    // Corrupt a struct: a field, a truncation, or trailing bytes.
+    if bytes.len() >= 16 && rng.chance(70) {
+        match rng.below(3) {
+            0 => {
+                let field = rng.below(bytes.len() as u64 / 4) as usize * 4;
+                bytes[field..field + 4].copy_from_slice(&nasty_u32(rng).to_le_bytes());
+            }
+            1 => bytes.truncate(rng.below(bytes.len() as u64) as usize),
+            _ => bytes.extend((0..rng.below(64) + 1).map(|_| rng.next_u64() as u8)),
+        }
+    }
+    bytes
+}
+
+fn output_len(rng: &mut Rng) -> u32 {
+    const INTERESTING: [u32; 6] = [0, 31, 32, 1239, 1240, 4096];
+    if rng.chance(70) {
+        INTERESTING[rng.below(INTERESTING.len() as u64) as usize]
+    } else {
+        rng.below(65537) as u32
+    }
+}
+
+fn buffer(rng: &mut Rng, code: u32, len: usize) -> Buffer {
+    // Null buffers only for METHOD_BUFFERED, where the I/O manager's handling
+    // is the same for every code; misaligned ones anywhere.
+    if len > 0 && code & 3 == METHOD_BUFFERED && rng.chance(5) {
+        Buffer::Null
+    } else if rng.chance(25) {
+        Buffer::Misaligned(1 + rng.below(7) as usize)
+    } else {
+        Buffer::Aligned
+    }
+}
+
+/// A valid request that would run long is cut down; valid timer starts get
+/// a gentle rate. Invalid requests are left exactly as generated.
+fn tame(case: &mut Case) {
+    let input = &mut case.input;
+    match parse(case.code, input, case.output_len as usize) {
+        Ok(Request::LockPassive(w) | Request::LockDispatch(w) | Request::DpcBurst(w))
+            if u64::from(w.iterations) * (u64::from(w.work) + 1) > 20_000 =>
+        {
+            input[8..12].copy_from_slice(&(w.iterations % 20 + 1).to_le_bytes());
+            input[12..16].copy_from_slice(&(w.work % 100).to_le_bytes());
+        }
+        Ok(Request::TimerStart(t))
+            if t.period_ms < 10 || t.tick.iterations > 10 || t.tick.work > 100 =>
+        {
+            input[8..12].copy_from_slice(&(10 + t.period_ms % 20).to_le_bytes());
+            input[12..16].copy_from_slice(&(t.tick.iterations % 10 + 1).to_le_bytes());
+            input[16..20].copy_from_slice(&(t.tick.work % 100).to_le_bytes());
+        }
+        _ => {}
+    }
+}
+
+/// The next case.
+pub fn case(rng: &mut Rng) -> Case {
+    let code = code(rng);
+    let input = input(rng);
+    let output_len = output_len(rng);
+    let input_buffer = buffer(rng, code, input.len());
+    let output_buffer = buffer(rng, code, output_len as usize);
+    let mut case = Case {
+        code,
+        input,
+        input_buffer,
+        output_len,
+        output_buffer,
+    };
+    tame(&mut case);
+    case
+}
+
+/// One case whose status was not the expected one.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Mismatch {
+    /// Index of the case in the run (replay with the same seed).
+    pub index: u64,
+    /// The IOCTL code.
+    pub code: String,
+    /// Input length and how it was passed.
+    pub input: String,
+    /// Output length and how it was passed.
+    pub output: String,
+    /// What the specification says.
+    pub expected: String,
+    /// What came back.
+    pub got: String,
+}
+
+/// What a fuzz run found.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Outcome {
+    /// Cases sent.
+    pub cases: u64,
+    /// Cases per expected outcome.
+    pub expected: std::collections::BTreeMap<String, u64>,
+    /// Statuses the I/O manager gave null buffers.
+    pub io_manager_statuses: std::collections::BTreeSet<String>,
+    /// Cases that got another status than expected.
+    pub mismatches: Vec<Mismatch>,
+    /// `None` if the device served correct requests afterwards, else why not.
+    pub unhealthy: Option<String>,
+}
+
+impl Outcome {
+    /// Whether every case matched and the device is healthy.
+    #[must_use]
+    pub fn passed(&self) -> bool {
+        self.mismatches.is_empty() && self.unhealthy.is_none()
+    }
+}
+
+/// How long a fuzz run goes.
+#[derive(Clone, Copy, Debug)]
+pub enum Budget {
+    /// This many cases.
+    Cases(u64),
+    /// Until this much time has passed.
+    Time(std::time::Duration),
+}
+
+fn describe(buffer: Buffer, len: usize) -> String {
+    match buffer {
+        Buffer::Aligned => format!("{len} bytes"),
+        Buffer::Misaligned(by) => format!("{len} bytes at +{by}"),
+        Buffer::Null => format!("{len} bytes at NULL"),
+    }
+}
+
+/// Sends cases from `seed` to `device` within `budget`, then checks the
+/// device still serves correct requests.
+pub fn run(
+    device: &dyn crate::device::Device,
+    seed: u64,
+    budget: Budget,
+    unlocked_allowed: bool,
+) -> Outcome {
+    use crate::device::status_name;
+
+    let mut rng = Rng::new(seed);
+    let mut model = Model {
+        unlocked_allowed,
+        timer_running: false,
+    };
+    let mut outcome = Outcome::default();
+    let start = std::time::Instant::now();
+    // u64 storage keeps the base 8-byte aligned; misaligned cases offset it.
+    let mut input_storage = vec![0_u64; 65_536 / 8 + 16];
+    let mut output_storage = vec![0_u64; 65_536 / 8 + 16];
+    loop {
+        let done = match budget {
+            Budget::Cases(n) => outcome.cases >= n,
+            Budget::Time(limit) => start.elapsed() >= limit,
+        };
+        if done {
+            break;
+        }
+        let case = case(&mut rng);
+        let (expect, next) = model.expect(&case);
+        let offset = |b: Buffer| {
+            if let Buffer::Misaligned(by) = b {
+                by
+            } else {
+                0
+            }
+        };
+        let input_base = input_storage.as_mut_ptr().cast::<u8>();
+        let output_base = output_storage.as_mut_ptr().cast::<u8>();
+        // SAFETY: the storage is 65,664 bytes and inputs are at most 65,600
+        // bytes past an offset below 8; outputs at most 65,536.
+        let result = unsafe {
+            let input = input_base.add(offset(case.input_buffer));
+            std::ptr::copy_nonoverlapping(case.input.as_ptr(), input, case.input.len());
+            let input = if case.input_buffer == Buffer::Null {
+                std::ptr::null()
+            } else {
+                input.cast_const()
+            };
+            let output = if case.output_buffer == Buffer::Null {
+                std::ptr::null_mut()
+            } else {
+                output_base.add(offset(case.output_buffer))
+            };
+            device.ioctl_raw(
+                case.code,
+                input,
+                case.input.len() as u32,
+                output,
+                case.output_len,
+            )
+        };
+        let matched = match expect {
+            Expect::Status(status) => result.status == status,
+            Expect::IoManagerError => {
+                outcome
+                    .io_manager_statuses
+                    .insert(status_name(result.status));
+                result.status < 0
+            }
+        };
+        *outcome
+            .expected
+            .entry(match expect {
+                Expect::Status(status) => status_name(status),
+                Expect::IoManagerError => "I/O manager error (null buffer)".to_owned(),
+            })
+            .or_insert(0) += 1;
+        if !matched && outcome.mismatches.len() < 100 {
+            outcome.mismatches.push(Mismatch {
+                index: outcome.cases,
+                code: format!("{:#010x}", case.code),
+                input: describe(case.input_buffer, case.input.len()),
+                output: describe(case.output_buffer, case.output_len as usize),
+                expected: format!("{expect:?}"),
+                got: status_name(result.status),
+            });
+        }
+        model = next;
+        outcome.cases += 1;
+    }
+    outcome.unhealthy = health_check(device).err();
+    outcome
+}
+
+/// After a fuzz run: the device still answers correct requests, and the
+/// locked ledgers are still consistent.
+fn health_check(device: &dyn crate::device::Device) -> Result<(), String> {
+    use crate::device;
+    use dpclock_ioctl::{IOCTL_DPCLOCK_LOCK_PASSIVE, expected_checksum};
+
+    device::timer_stop(device).map_err(|e| e.to_string())?;
+    let response = device::lock(
+        device,
+        "LOCK_PASSIVE",
+        IOCTL_DPCLOCK_LOCK_PASSIVE,
+        LockKind::Plain,
+        10,
+        1,
+    )
+    .map_err(|e| format!("a correct request failed after the fuzz: {e}"))?;
+    if response.acquisitions != 10 {
+        return Err(format!(
+            "a correct request made {} acquisitions instead of 10",
+            response.acquisitions
+        ));
+    }
+    let stats =
+        device::stats(device).map_err(|e| format!("GET_STATS failed after the fuzz: {e}"))?;
+    for kind in [LockKind::Plain, LockKind::Queued] {
+        let ledger = &stats.ledgers[kind.index()];
+        let consistent = ledger.updates == ledger.performed
+            && ledger.total == ledger.updates.iter().sum::<u64>()
+            && ledger.checksum == expected_checksum(&ledger.updates);
+        if !consistent {
+            return Err(format!(
+                "the {} ledger is inconsistent after the fuzz: {ledger:?}",
+                kind.name()
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use dpclock_ioctl::{
+        IOCTL_DPCLOCK_LOCK_PASSIVE, IOCTL_DPCLOCK_RESET, IOCTL_DPCLOCK_TIMER_START,
+        IOCTL_DPCLOCK_TIMER_STOP, STATUS_BUFFER_TOO_SMALL, STATUS_INVALID_DEVICE_REQUEST,
+        STATUS_INVALID_PARAMETER,
+    };
+
+    use super::*;
+
+    #[test]
+    fn the_generator_covers_every_outcome() {
+        let mut rng = Rng::new(1);
+        let mut model = Model::default();
+        let mut seen = std::collections::BTreeMap::new();
+        for _ in 0..20_000 {
+            let case = case(&mut rng);
+            assert!(case.input.len() <= 65_536 + 64);
+            let (expect, next) = model.expect(&case);
+            model = next;
+            *seen.entry(format!("{expect:?}")).or_insert(0) += 1;
+        }
+        for status in [
+            STATUS_SUCCESS,
+            STATUS_BUFFER_TOO_SMALL,
+            STATUS_INVALID_PARAMETER,
+            STATUS_INVALID_DEVICE_REQUEST,
+            STATUS_NOT_SUPPORTED,
+        ] {
+            assert!(
+                seen.contains_key(&format!("{:?}", Expect::Status(status))),
+                "{status:#x} never expected: {seen:?}"
+            );
+        }
+        assert!(seen.contains_key("IoManagerError"), "{seen:?}");
+    }
+
+    #[test]
+    fn the_model_follows_the_timer_and_the_unlocked_switch() {
+        let case = |code, input: &[u8], output_len| Case {
+            code,
+            input: input.to_vec(),
+            input_buffer: Buffer::Aligned,
+            output_len,
+            output_buffer: Buffer::Aligned,
+        };
+        let model = Model::default();
+        let start = case(
+            IOCTL_DPCLOCK_TIMER_START,
+            &TimerRequest::encode(LockKind::Plain, 10, 1, 1),
+            0,
+        );
+        let (expect, running) = model.expect(&start);
+        assert_eq!(
+            (expect, running.timer_running),
+            (Expect::Status(STATUS_SUCCESS), true)
+        );
+        assert_eq!(
+            running.expect(&case(IOCTL_DPCLOCK_RESET, &[], 0)).0,
+            Expect::Status(STATUS_DEVICE_BUSY)
+        );
+        let (_, stopped) = running.expect(&case(IOCTL_DPCLOCK_TIMER_STOP, &[], 0));
+        assert_eq!(
+            stopped.expect(&case(IOCTL_DPCLOCK_RESET, &[], 0)).0,
+            Expect::Status(STATUS_SUCCESS)
+        );
+
+        let unlocked = case(
+            IOCTL_DPCLOCK_LOCK_PASSIVE,
+            &LockRequest::encode(LockKind::Unlocked, 1, 0),
+            32,
+        );
+        assert_eq!(
+            model.expect(&unlocked).0,
+            Expect::Status(STATUS_NOT_SUPPORTED)
+        );
+        let allowed = Model {
+            unlocked_allowed: true,
+            ..model
+        };
+        assert_eq!(allowed.expect(&unlocked).0, Expect::Status(STATUS_SUCCESS));
+
+        let mut null = unlocked;
+        null.input_buffer = Buffer::Null;
+        assert_eq!(allowed.expect(&null).0, Expect::IoManagerError);
+    }
+
+    #[test]
+    fn valid_requests_are_kept_small() {
+        let mut rng = Rng::new(7);
+        for _ in 0..20_000 {
+            let c = case(&mut rng);
+            if let Ok(Request::LockPassive(w) | Request::LockDispatch(w) | Request::DpcBurst(w)) =
+                parse(c.code, &c.input, c.output_len as usize)
+            {
+                assert!(
+                    u64::from(w.iterations) * (u64::from(w.work) + 1) <= 20_000,
+                    "{w:?}"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! The shared ledger, the locks that protect it, and the one loop that every
+//! path (IOCTL at `PASSIVE_LEVEL`, IOCTL raised to `DISPATCH_LEVEL`, burst
+//! DPCs, timer DPC) runs to update it.
+//!
+//! There is one ledger per [`LockKind`]: behind an executive spin lock, behind
+//! an in-stack queued spin lock, and with no lock at all (the control that
+//! shows the harness can see lost updates). A lock protects exactly one
+//! ledger, so plain and queued acquisitions never mix on one `KSPIN_LOCK`.
+
+use core::{
+    pin::pin,
+    sync::atomic::{AtomicU64, Ordering::Relaxed},
+};
+
+use dpclock_ioctl::{LedgerStats, LockKind, PATH_COUNT, Path, update_mix};
+use kspin::{
+    LockClass,
+    kernel::{DispatchLevel, LockQueueHandle, QueuedSpinLock, SpinLock},
+};
+
+/// Lock class of the plain ledger's lock (names it in validator reports).
+pub static PLAIN_LEDGER_CLASS: LockClass = LockClass::new("dpclock.ledger.plain");
+/// Lock class of the queued ledger's lock.
+pub static QUEUED_LEDGER_CLASS: LockClass = LockClass::new("dpclock.ledger.queued");
+
+/// Fields that only stay consistent if no two updates run at once: an update
+/// count per path, their total, and a checksum over every update's count.
+///
+/// They are atomics only so that the unlocked control can race on them
+/// without undefined behaviour; each update reads and writes them
+/// separately, so nothing makes an update atomic except holding the lock.
+/// (Under a lock, relaxed loads and stores compile to plain moves.)
+pub struct Ledger {
+    updates: [AtomicU64; PATH_COUNT],
+    total: AtomicU64,
+    checksum: AtomicU64,
+    /// Where the simulated work leaves its result, so it is not optimized away.
+    scratch: AtomicU64,
+}
+
+/// One ledger's state at one moment.
+pub struct Snapshot {
+    pub updates: [u64; PATH_COUNT],
+    pub total: u64,
+    pub checksum: u64,
+}
+
+impl Ledger {
+    const fn new() -> Self {
+        Self {
+            updates: [const { AtomicU64::new(0) }; PATH_COUNT],
+            total: AtomicU64::new(0),
+            checksum: AtomicU64::new(0),
+            scratch: AtomicU64::new(0),
+        }
+    }
+
+    /// One update from `path`, doing `work` units of computation between
+    /// reading the path's count and writing it back: the window in which an
+    /// unprotected concurrent update is lost.
+    fn update(&self, path: Path, work: u32) {
+        let index = path as usize;
+        let count = self.updates[index].load(Relaxed) + 1;
+        let mut x = self.scratch.load(Relaxed);
+        for _ in 0..work {
+            x = x.wrapping_mul(0x5851_F42D_4C95_7F2D).wrapping_add(count);
+        }
+        self.scratch.store(x, Relaxed);
+        self.updates[index].store(count, Relaxed);
+        self.total.store(self.total.load(Relaxed) + 1, Relaxed);
+        self.checksum.store(
+            self.checksum
+                .load(Relaxed)
+                .wrapping_add(update_mix(path as u32, count)),
+            Relaxed,
+        );
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            updates: core::array::from_fn(|i| self.updates[i].load(Relaxed)),
+            total: self.total.load(Relaxed),
+            checksum: self.checksum.load(Relaxed),
+        }
+    }
+
+    fn clear(&self) {
+        for field in self
+            .updates
+            .iter()
+            .chain([&self.total, &self.checksum, &self.scratch])
+        {
+            field.store(0, Relaxed);
+        }
+    }
+}
+
+/// What the driver did, counted with interlocked operations outside the lock:
+/// the numbers the ledger's own fields must agree with.
+struct Counters {
+    performed: [AtomicU64; PATH_COUNT],
+    contended: AtomicU64,
+}
+
+impl Counters {
+    const fn new() -> Self {
+        Self {
+            performed: [const { AtomicU64::new(0) }; PATH_COUNT],
+            contended: AtomicU64::new(0),
+        }
+    }
+}
+
+/// The result of one [`Ledgers::run`].
+#[derive(Clone, Copy, Default)]
+pub struct Outcome {
+    /// Acquisitions made (for the unlocked control: updates made).
+    pub acquisitions: u64,
+    /// Acquisitions that found the lock already held.
+    pub contended: u64,
+}
+
+/// The three ledgers and their counters.
+pub struct Ledgers {
+    plain: SpinLock<Ledger>,
+    queued: QueuedSpinLock<Ledger>,
+    /// The control: the same updates with no lock. A test aid, refused
+    /// unless enabled (see `AllowUnlockedControl` in docs/protocol.md).
+    unlocked: Ledger,
+    counters: [Counters; 3],
+}
+
+impl Ledgers {
+    pub const fn new() -> Self {
+        Self {
+            plain: SpinLock::new(Ledger::new(), &PLAIN_LEDGER_CLASS),
+            queued: QueuedSpinLock::new(Ledger::new(), &QUEUED_LEDGER_CLASS),
+            unlocked: Ledger::new(),
+            counters: [const { Counters::new() }; 3],
+        }
+    }
+
+    /// Makes `iterations` updates of `kind`'s ledger from `path`, each under
+    /// its own acquisition of the ledger's lock.
+    ///
+    /// `at` is the proof of `DISPATCH_LEVEL` when the caller runs there (a DPC
+    /// routine, or the IOCTL path inside `at_dispatch_level`): the loop then
+    /// uses the `AtDpcLevel` acquire. Without it (an IOCTL at
+    /// `PASSIVE_LEVEL`) each acquisition raises and restores the IRQL.
+    pub fn run(
+        &self,
+        kind: LockKind,
+        path: Path,
+        iterations: u32,
+        work: u32,
+        at: Option<&DispatchLevel>,
+    ) -> Outcome {
+        let mut contended = 0_u64;
+        match (kind, at) {
+            (LockKind::Plain, None) => {
+                for _ in 0..iterations {
+                    contended += u64::from(self.plain.is_locked() == Some(true));
+                    let ledger = self.plain.lock(); // KeAcquireSpinLock
+                    ledger.update(path, work);
+                } // KeReleaseSpinLock, restoring the caller's IRQL
+            }
+            (LockKind::Plain, Some(at)) => {
+                for _ in 0..iterations {
+                    contended += u64::from(self.plain.is_locked() == Some(true));
+                    let ledger = self.plain.lock_at_dpc_level(at); // KeAcquireSpinLockAtDpcLevel
+                    ledger.update(path, work);
+                } // KeReleaseSpinLockFromDpcLevel
+            }
+            (LockKind::Queued, None) => {
+                let mut handle = pin!(LockQueueHandle::new());
+                for _ in 0..iterations {
+                    contended += u64::from(self.queued.is_locked() == Some(true));
+                    let ledger = self.queued.lock(handle.as_mut()); // KeAcquireInStackQueuedSpinLock
+                    ledger.update(path, work);
+                } // KeReleaseInStackQueuedSpinLock
+            }
+            (LockKind::Queued, Some(at)) => {
+                let mut handle = pin!(LockQueueHandle::new());
+                for _ in 0..iterations {
+                    contended += u64::from(self.queued.is_locked() == Some(true));
+                    let ledger = self.queued.lock_at_dpc_level(handle.as_mut(), at);
+                    ledger.update(path, work);
+                } // KeReleaseInStackQueuedSpinLockFromDpcLevel
+            }
+            (LockKind::Unlocked, _) => {
+                for _ in 0..iterations {
+                    self.unlocked.update(path, work);
+                }
+            }
+        }
+        let counters = &self.counters[kind.index()];
+        counters.performed[path as usize].fetch_add(u64::from(iterations), Relaxed);
+        counters.contended.fetch_add(contended, Relaxed);
+        Outcome {
+            acquisitions: u64::from(iterations),
+            contended,
+        }
+    }
+
+    /// Each ledger, read under its lock, with its counters.
+    pub fn stats(&self) -> [LedgerStats; 3] {
+        LockKind::ALL.map(|kind| {
+            // Copy under the lock; build the report after releasing it.
+            let snapshot = match kind {
+                LockKind::Plain => self.plain.lock().snapshot(),
+                LockKind::Queued => self.queued.lock(pin!(LockQueueHandle::new())).snapshot(),
+                LockKind::Unlocked => self.unlocked.snapshot(),
+            };
+            let counters = &self.counters[kind.index()];
+            LedgerStats {
+                updates: snapshot.updates,
+                total: snapshot.total,
+                checksum: snapshot.checksum,
+                performed: core::array::from_fn(|i| counters.performed[i].load(Relaxed)),
+                contended: counters.contended.load(Relaxed),
+                hold: hold_stats(kind),
+            }
+        })
+    }
+
+    /// Zeroes the ledgers (each under its lock) and the counters.
+    pub fn reset(&self) {
+        self.plain.lock().clear();
+        self.queued.lock(pin!(LockQueueHandle::new())).clear();
+        self.unlocked.clear();
+        for counters in &self.counters {
+            for counter in counters.performed.iter().chain([&counters.contended]) {
+                counter.store(0, Relaxed);
+            }
+        }
+        #[cfg(feature = "checked")]
+        {
+            PLAIN_LEDGER_CLASS.reset_hold_stats();
+            QUEUED_LEDGER_CLASS.reset_hold_stats();
+            kspin::checked::reset_violations();
+        }
+    }
+}
+
+/// The validator's hold-time statistics for `kind`'s lock (checked builds).
+#[cfg(feature = "checked")]
+fn hold_stats(kind: LockKind) -> dpclock_ioctl::HoldStats {
+    let class = match kind {
+        LockKind::Plain => &PLAIN_LEDGER_CLASS,
+        LockKind::Queued => &QUEUED_LEDGER_CLASS,
+        LockKind::Unlocked => return dpclock_ioctl::HoldStats::default(),
+    };
+    let s = class.hold_stats();
+    dpclock_ioctl::HoldStats {
+        count: s.count,
+        total_ns: s.total_ns,
+        max_ns: s.max_ns,
+        over_guidance: s.over_guidance,
+        histogram: s.histogram,
+    }
+}
+
+#[cfg(not(feature = "checked"))]
+fn hold_stats(_: LockKind) -> dpclock_ioctl::HoldStats {
+    dpclock_ioctl::HoldStats::default()
+}

@@ -1,0 +1,158 @@
+//! The periodic timer whose DPC takes a ledger lock.
+//!
+//! A periodic `KTIMER` (`KeSetTimerEx` with a period) queues its DPC every
+//! period; the DPC is never re-armed from inside itself (which deadlocks
+//! under Wine, and is needless on Windows). Changing the rate cancels the
+//! timer and waits for a running DPC before arming it again, so a tick never
+//! sees half of the old settings and half of the new.
+
+use core::{
+    cell::UnsafeCell,
+    ffi::c_void,
+    sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed},
+};
+
+use dpclock_ioctl::{LockKind, Path, TimerWork};
+use kspin::kernel::{DispatchLevel, dpc::DeferredRoutine};
+use wdk_sys::{
+    _TIMER_TYPE::NotificationTimer,
+    KDPC, KTIMER, LARGE_INTEGER,
+    ntddk::{KeCancelTimer, KeFlushQueuedDpcs, KeInitializeDpc, KeInitializeTimerEx, KeSetTimerEx},
+};
+
+use crate::{ledger::Ledgers, wdm::KernelMutex};
+
+/// The timer, its DPC, and what each tick does.
+pub struct PeriodicTimer {
+    timer: UnsafeCell<KTIMER>,
+    dpc: UnsafeCell<KDPC>,
+    /// Serializes start, re-rate and stop (they wait, so not a spin lock).
+    control: KernelMutex,
+    running: AtomicBool,
+    period_ms: AtomicU32,
+    kind: AtomicU32,
+    iterations: AtomicU32,
+    work: AtomicU32,
+    ticks: AtomicU64,
+}
+
+impl PeriodicTimer {
+    /// Storage for [`PeriodicTimer::initialize`].
+    pub const fn uninitialized() -> Self {
+        Self {
+            // SAFETY: KTIMER and KDPC are plain data, valid when zeroed until
+            // KeInitializeTimerEx / KeInitializeDpc fill them in.
+            timer: UnsafeCell::new(unsafe { core::mem::zeroed() }),
+            // SAFETY: as above.
+            dpc: UnsafeCell::new(unsafe { core::mem::zeroed() }),
+            control: KernelMutex::uninitialized(),
+            running: AtomicBool::new(false),
+            period_ms: AtomicU32::new(0),
+            kind: AtomicU32::new(LockKind::Plain as u32),
+            iterations: AtomicU32::new(0),
+            work: AtomicU32::new(0),
+            ticks: AtomicU64::new(0),
+        }
+    }
+
+    /// Initializes the kernel objects in place. The DPC will call
+    /// `R::run(context)` through kspin's trampoline, which hands it the proof
+    /// of `DISPATCH_LEVEL`.
+    ///
+    /// # Safety
+    ///
+    /// `this` stays put, and `context` stays valid, until the timer has been
+    /// stopped for the last time.
+    pub unsafe fn initialize<R: DeferredRoutine>(this: *mut Self, context: *const R) {
+        // SAFETY: valid, fixed storage (caller).
+        unsafe {
+            KeInitializeTimerEx((*this).timer.get(), NotificationTimer);
+            KeInitializeDpc(
+                (*this).dpc.get(),
+                Some(kspin::kernel::dpc::deferred_routine::<KDPC, R>),
+                context.cast_mut().cast::<c_void>(),
+            );
+            KernelMutex::initialize(&raw mut (*this).control);
+        }
+    }
+
+    /// One tick, from the timer's DPC.
+    pub fn tick(&self, ledgers: &Ledgers, at: &DispatchLevel) {
+        self.ticks.fetch_add(1, Relaxed);
+        let kind = LockKind::from_u32(self.kind.load(Relaxed)).unwrap_or(LockKind::Plain);
+        ledgers.run(
+            kind,
+            Path::TimerDpc,
+            self.iterations.load(Relaxed),
+            self.work.load(Relaxed),
+            Some(at),
+        );
+    }
+
+    /// Starts the timer, or changes its rate and load. `PASSIVE_LEVEL`.
+    pub fn start(&self, settings: TimerWork) {
+        let _control = self.control.lock();
+        if self.running.load(Relaxed) {
+            self.cancel_and_wait();
+        }
+        self.kind.store(settings.tick.lock_kind as u32, Relaxed);
+        self.iterations.store(settings.tick.iterations, Relaxed);
+        self.work.store(settings.tick.work, Relaxed);
+        self.period_ms.store(settings.period_ms, Relaxed);
+        // First expiry one period from now (relative times are negative, in
+        // 100 ns units), then every period.
+        let due = LARGE_INTEGER {
+            QuadPart: -i64::from(settings.period_ms) * 10_000,
+        };
+        // SAFETY: initialized timer and DPC, at PASSIVE_LEVEL; the period is
+        // at most MAX_TIMER_PERIOD_MS, so it fits a LONG.
+        unsafe {
+            KeSetTimerEx(
+                self.timer.get(),
+                due,
+                settings.period_ms as i32,
+                self.dpc.get(),
+            )
+        };
+        self.running.store(true, Relaxed);
+    }
+
+    /// Stops the timer and waits until its DPC no longer runs. Returns
+    /// whether it was running. `PASSIVE_LEVEL`.
+    pub fn stop(&self) -> bool {
+        let _control = self.control.lock();
+        let was_running = self.running.swap(false, Relaxed);
+        if was_running {
+            self.cancel_and_wait();
+            self.period_ms.store(0, Relaxed);
+        }
+        was_running
+    }
+
+    /// `KeCancelTimer` dequeues the timer; `KeFlushQueuedDpcs` then waits for
+    /// a DPC it had already queued or started (on Windows, cancelling does
+    /// not wait for it).
+    fn cancel_and_wait(&self) {
+        // SAFETY: an initialized timer, at PASSIVE_LEVEL.
+        unsafe {
+            KeCancelTimer(self.timer.get());
+            KeFlushQueuedDpcs();
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.running.load(Relaxed)
+    }
+
+    pub fn period_ms(&self) -> u32 {
+        self.period_ms.load(Relaxed)
+    }
+
+    pub fn ticks(&self) -> u64 {
+        self.ticks.load(Relaxed)
+    }
+
+    pub fn reset_ticks(&self) {
+        self.ticks.store(0, Relaxed);
+    }
+}
