@@ -1,0 +1,280 @@
+//! `cargo xtask`: see the crate documentation of the `xtask` library.
+
+use std::{
+    env,
+    path::Path,
+    process::{Command, ExitCode},
+    time::{Duration, Instant},
+};
+
+use xtask::{
+    COMMAND_TIMEOUT, cross, deps, fail,
+    process::{Result, display, run},
+    wine::Session,
+};
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+  deps                  install the Debian packages the Linux flow needs
+  build [--debug]       cross-build dpclock.sys (free, checked) and dpclockctl.exe
+  stress [--checked] [FLAGS]
+                        install the driver under Wine, run `dpclockctl stress FLAGS`,
+                        uninstall; the exit status is the harness's
+  test                  run every test (what CI runs)
+  bench                 run the benchmarks; writes target/bench/report.{md,json}
+";
+
+fn main() -> ExitCode {
+    let mut args = env::args().skip(1);
+    let command = args.next().unwrap_or_default();
+    let rest: Vec<String> = args.collect();
+    let result = match command.as_str() {
+        "deps" => deps::ensure().map(|()| 0),
+        "build" => build(&rest).map(|()| 0),
+        "stress" => stress(rest),
+        "test" => test(),
+        "bench" => bench(),
+        "" | "help" | "--help" | "-h" => {
+            print!("{USAGE}");
+            Ok(0)
+        }
+        other => Err(fail!("unknown command `{other}`\n{USAGE}")),
+    };
+    match result {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(error) => {
+            eprintln!("xtask: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn build(args: &[String]) -> Result<()> {
+    let profile = if args.iter().any(|a| a == "--debug") {
+        cross::Profile::Debug
+    } else {
+        cross::Profile::Release
+    };
+    for package in cross::build(profile)? {
+        println!(
+            "{}:\n  {}\n  {}\n  {}",
+            display(&package.dir),
+            display(&package.sys),
+            display(&package.inf),
+            display(&package.harness)
+        );
+    }
+    Ok(())
+}
+
+/// A Linux path as a Wine path (`Z:` maps the Unix root).
+fn wine_path(path: &Path) -> String {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    format!("Z:{}", display(&absolute).replace('/', "\\"))
+}
+
+fn stress(mut args: Vec<String>) -> Result<i32> {
+    let checked = args
+        .iter()
+        .position(|a| a == "--checked")
+        .map(|i| args.remove(i))
+        .is_some();
+    // `--json PATH` is a Linux path; the harness runs under Wine.
+    if let Some(i) = args.iter().position(|a| a == "--json") {
+        if let Some(path) = args.get_mut(i + 1) {
+            *path = wine_path(Path::new(path.as_str()));
+        }
+    }
+    let seconds = |flag: &str, default: u64| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    // Generous, but finite: the run's own length plus its stall timeout and
+    // a margin; the harness itself gives up on a silent device sooner.
+    let timeout =
+        Duration::from_secs(seconds("--duration", 3) + seconds("--stall-timeout", 30) + 240);
+
+    let [free, checked_package] = cross::build(cross::Profile::Release)?;
+    let package = if checked { checked_package } else { free };
+    let session = Session::start("stress")?;
+    let mut install = vec!["install", "--inf", "dpclock.inf"];
+    if args.iter().any(|a| a == "--unlocked") {
+        install.push("--allow-unlocked");
+    }
+    let installed = session.wine(&package.dir, "dpclockctl.exe", &install, COMMAND_TIMEOUT)?;
+    print!("{}", installed.stdout);
+    if !installed.success() {
+        return Err(fail!(
+            "installing the driver failed:\n{installed}\n--- driver log ({})\n{}",
+            display(session.log_path()),
+            session.log_tail(40)
+        ));
+    }
+    let mut harness = vec!["stress".to_owned()];
+    harness.extend(args);
+    let code = session.wine_inherit(&package.dir, "dpclockctl.exe", &harness, timeout)?;
+    let uninstalled = session.wine(
+        &package.dir,
+        "dpclockctl.exe",
+        ["uninstall"],
+        COMMAND_TIMEOUT,
+    )?;
+    print!("{}", uninstalled.stdout);
+    if let Some(crash) = session.driver_crash() {
+        eprintln!(
+            "xtask: the driver host reported: {crash}\n  log: {}",
+            display(session.log_path())
+        );
+    }
+    println!(
+        "driver log: {} (DbgPrint lines: {})",
+        display(session.log_path()),
+        session.driver_lines().len()
+    );
+    match code {
+        Some(code) => Ok(code),
+        None => Err(fail!(
+            "dpclockctl stress did not finish within {} s and was killed; driver log:\n{}",
+            timeout.as_secs(),
+            session.log_tail(40)
+        )),
+    }
+}
+
+/// rustup's cargo (the one running xtask), for host builds.
+fn cargo() -> Command {
+    let mut command = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    command.current_dir(cross::workspace());
+    command
+}
+
+struct Steps {
+    done: Vec<(String, Duration)>,
+}
+
+impl Steps {
+    fn step(&mut self, name: &str, body: impl FnOnce() -> Result<()>) -> Result<()> {
+        eprintln!("\n== {name}");
+        let start = Instant::now();
+        body().map_err(|e| fail!("step `{name}` failed: {e}"))?;
+        self.done.push((name.to_owned(), start.elapsed()));
+        Ok(())
+    }
+}
+
+fn test() -> Result<i32> {
+    let mut steps = Steps { done: Vec::new() };
+    let started = Instant::now();
+    let result = all_tests(&mut steps);
+    eprintln!("\n== summary");
+    for (name, time) in &steps.done {
+        eprintln!("  ok  {:>6.1} s  {name}", time.as_secs_f64());
+    }
+    eprintln!("  total {:.1} s", started.elapsed().as_secs_f64());
+    result.map(|()| 0)
+}
+
+fn all_tests(steps: &mut Steps) -> Result<()> {
+    steps.step("Debian packages", deps::ensure)?;
+    steps.step("formatting (cargo fmt --check)", || {
+        run(cargo().args(["fmt", "--all", "--", "--check"]))
+    })?;
+    steps.step("clippy, host (-D warnings)", || {
+        run(cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]))?;
+        run(cargo().args([
+            "clippy",
+            "-p",
+            "kspin",
+            "--all-targets",
+            "--features",
+            "checked,kernel,videoport",
+            "--",
+            "-D",
+            "warnings",
+        ]))?;
+        run(cargo().args([
+            "clippy",
+            "-p",
+            "dpclock",
+            "--all-targets",
+            "--features",
+            "checked",
+            "--",
+            "-D",
+            "warnings",
+        ]))
+    })?;
+    steps.step(
+        "clippy, Windows targets (-D warnings)",
+        cross::clippy_windows,
+    )?;
+    steps.step(
+        "host tests (every crate but the driver's end-to-end tests)",
+        || {
+            run(cargo().args(["test", "--workspace", "--exclude", "dpclock"]))?;
+            run(cargo().args([
+                "test",
+                "-p",
+                "kspin",
+                "--features",
+                "checked",
+                "--test",
+                "checked",
+            ]))?;
+            run(cargo().args([
+                "test",
+                "-p",
+                "kspin",
+                "--release",
+                "--features",
+                "checked",
+                "--test",
+                "checked",
+                "--test",
+                "guards",
+            ]))?;
+            run(cargo().args(["test", "-p", "dpclock", "--lib", "--test", "build_flavors"]))
+        },
+    )?;
+    steps.step("loom model checks (LOOM_MAX_PREEMPTIONS=2)", || {
+        run(cargo()
+            .env("RUSTFLAGS", "--cfg loom")
+            .env("LOOM_MAX_PREEMPTIONS", "2")
+            .env("CARGO_TARGET_DIR", cross::target_dir().join("loom"))
+            .args(["test", "-p", "kspin", "--test", "loom", "--release"]))
+    })?;
+    steps.step(
+        "cross builds (dpclock.sys free and checked, dpclockctl.exe)",
+        || cross::build(cross::Profile::Release).map(|_| ()),
+    )?;
+    steps.step("PE checks of dpclock.sys", || {
+        run(cargo().args(["test", "-p", "dpclock", "--test", "pe"]))
+    })?;
+    steps.step("Wine end-to-end tests (serial)", || {
+        run(cargo().args([
+            "test",
+            "-p",
+            "dpclock",
+            "--test",
+            "wine",
+            "--",
+            "--test-threads=1",
+        ]))
+    })?;
+    Ok(())
+}
+
+fn bench() -> Result<i32> {
+    Err(fail!("`cargo xtask bench` is not written yet"))
+}

@@ -1,0 +1,197 @@
+//! Running commands: echoed, checked, and (for anything that can hang, such
+//! as Wine) bounded by a timeout that kills the whole process group.
+
+use std::{
+    ffi::OsStr,
+    fmt,
+    io::Read,
+    os::unix::process::CommandExt,
+    path::Path,
+    process::{Command, ExitStatus, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+/// What a finished command left behind.
+#[derive(Debug)]
+pub struct Output {
+    /// Exit status (`None` if it was killed for running too long).
+    pub status: Option<ExitStatus>,
+    /// Standard output, with Wine's `\r` removed.
+    pub stdout: String,
+    /// Standard error, likewise.
+    pub stderr: String,
+    /// How long it ran.
+    pub elapsed: Duration,
+}
+
+impl Output {
+    /// Exited with status 0.
+    #[must_use]
+    pub fn success(&self) -> bool {
+        self.status.is_some_and(|s| s.success())
+    }
+
+    /// The exit code, if it exited.
+    #[must_use]
+    pub fn code(&self) -> Option<i32> {
+        self.status.and_then(|s| s.code())
+    }
+
+    /// Killed by the timeout.
+    #[must_use]
+    pub fn timed_out(&self) -> bool {
+        self.status.is_none()
+    }
+}
+
+impl fmt::Display for Output {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.status {
+            None => writeln!(
+                f,
+                "(killed after {:.1} s: timed out)",
+                self.elapsed.as_secs_f64()
+            )?,
+            Some(status) => writeln!(f, "({status} after {:.1} s)", self.elapsed.as_secs_f64())?,
+        }
+        if !self.stdout.trim().is_empty() {
+            writeln!(f, "--- stdout\n{}", self.stdout.trim_end())?;
+        }
+        if !self.stderr.trim().is_empty() {
+            writeln!(f, "--- stderr\n{}", self.stderr.trim_end())?;
+        }
+        Ok(())
+    }
+}
+
+/// An error with what to do about it.
+#[derive(Debug)]
+pub struct Error(pub String);
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Result of xtask steps.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Builds an [`Error`] from a format string.
+#[macro_export]
+macro_rules! fail {
+    ($($arg:tt)*) => { $crate::process::Error(format!($($arg)*)) };
+}
+
+/// A command line, for messages.
+#[must_use]
+pub fn describe(command: &Command) -> String {
+    let mut text = command.get_program().to_string_lossy().into_owned();
+    for arg in command.get_args() {
+        text.push(' ');
+        text.push_str(&arg.to_string_lossy());
+    }
+    text
+}
+
+/// Runs `command` with inherited output; fails unless it exits with 0.
+///
+/// # Errors
+///
+/// If it cannot start or does not succeed.
+pub fn run(command: &mut Command) -> Result<()> {
+    eprintln!("  $ {}", describe(command));
+    let status = command
+        .status()
+        .map_err(|e| fail!("cannot run `{}`: {e}", describe(command)))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(fail!("`{}` failed ({status})", describe(command)))
+    }
+}
+
+/// Runs `command` in its own process group with captured output, killing the
+/// group if it runs longer than `timeout`.
+///
+/// # Errors
+///
+/// If it cannot be started.
+pub fn run_captured(command: &mut Command, timeout: Duration) -> Result<Output> {
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let start = Instant::now();
+    let mut child = command
+        .spawn()
+        .map_err(|e| fail!("cannot run `{}`: {e}", describe(command)))?;
+    let (mut stdout, mut stderr) = (child.stdout.take(), child.stderr.take());
+    let out = thread::spawn(move || read_all(stdout.as_mut()));
+    let err = thread::spawn(move || read_all(stderr.as_mut()));
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if start.elapsed() >= timeout => {
+                kill_group(child.id());
+                let _ = child.wait();
+                break None;
+            }
+            Ok(None) => thread::sleep(Duration::from_millis(20)),
+            Err(e) => return Err(fail!("waiting for `{}`: {e}", describe(command))),
+        }
+    };
+    // A killed group may leave grandchildren holding the pipes; do not wait
+    // for them forever.
+    let collect = |handle: thread::JoinHandle<String>| {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !handle.is_finished() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(20));
+        }
+        if handle.is_finished() {
+            handle.join().unwrap_or_default()
+        } else {
+            String::from("(output abandoned)")
+        }
+    };
+    Ok(Output {
+        status,
+        stdout: collect(out),
+        stderr: collect(err),
+        elapsed: start.elapsed(),
+    })
+}
+
+fn read_all(pipe: Option<&mut impl Read>) -> String {
+    let mut bytes = Vec::new();
+    if let Some(pipe) = pipe {
+        let _ = pipe.read_to_end(&mut bytes);
+    }
+    String::from_utf8_lossy(&bytes).replace('\r', "")
+}
+
+/// Kills every process of the group `pgid`.
+pub fn kill_group(pgid: u32) {
+    let _ = Command::new("kill")
+        .arg("-KILL")
+        .arg(format!("-{pgid}"))
+        .status();
+}
+
+/// Whether `program` is on the PATH.
+#[must_use]
+pub fn on_path(program: impl AsRef<OsStr>) -> bool {
+    let program = program.as_ref();
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+}
+
+/// `path` as UTF-8, for commands and messages.
+#[must_use]
+pub fn display(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}
