@@ -235,6 +235,7 @@ fn stats(ext: &DeviceExtension) -> Stats {
         processors: ext.processors,
         timer_period_ms: ext.timer.period_ms(),
         timer_ticks: ext.timer.ticks(),
+        timer_skipped: ext.timer.skipped(),
         burst_dpc_runs: ext.burst_runs.load(Relaxed),
         ledgers: ext.ledgers.stats(),
         validator: validator(),

@@ -5,11 +5,23 @@
 //! under Wine, and is needless on Windows). Changing the rate cancels the
 //! timer and waits for a running DPC before arming it again, so a tick never
 //! sees half of the old settings and half of the new.
+//!
+//! The timer queues its DPC every period whether or not the previous run has
+//! finished: on Windows the next run may start on another processor, and
+//! Wine runs every expiry on a thread of its own, so slow ticks pile up
+//! there without bound (and with an in-stack queued lock, which hands the
+//! lock to waiters strictly in turn, a pile of preemptible waiters stops all
+//! progress). One tick runs at a time: a tick that finds the previous one
+//! still running returns at once and is counted as skipped. That also keeps
+//! the timer's share of DISPATCH_LEVEL time bounded.
 
 use core::{
     cell::UnsafeCell,
     ffi::c_void,
-    sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed},
+    sync::atomic::{
+        AtomicBool, AtomicU32, AtomicU64,
+        Ordering::{Acquire, Relaxed, Release},
+    },
 };
 
 use dpclock_ioctl::{LockKind, Path, TimerWork};
@@ -33,7 +45,10 @@ pub struct PeriodicTimer {
     kind: AtomicU32,
     iterations: AtomicU32,
     work: AtomicU32,
+    /// A tick is running (see the module documentation).
+    in_tick: AtomicBool,
     ticks: AtomicU64,
+    skipped: AtomicU64,
 }
 
 impl PeriodicTimer {
@@ -51,7 +66,9 @@ impl PeriodicTimer {
             kind: AtomicU32::new(LockKind::Plain as u32),
             iterations: AtomicU32::new(0),
             work: AtomicU32::new(0),
+            in_tick: AtomicBool::new(false),
             ticks: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
         }
     }
 
@@ -76,8 +93,12 @@ impl PeriodicTimer {
         }
     }
 
-    /// One tick, from the timer's DPC.
+    /// One tick, from the timer's DPC; skipped if the previous one still runs.
     pub fn tick(&self, ledgers: &Ledgers, at: &DispatchLevel) {
+        if self.in_tick.swap(true, Acquire) {
+            self.skipped.fetch_add(1, Relaxed);
+            return;
+        }
         self.ticks.fetch_add(1, Relaxed);
         let kind = LockKind::from_u32(self.kind.load(Relaxed)).unwrap_or(LockKind::Plain);
         ledgers.run(
@@ -87,6 +108,7 @@ impl PeriodicTimer {
             self.work.load(Relaxed),
             Some(at),
         );
+        self.in_tick.store(false, Release);
     }
 
     /// Starts the timer, or changes its rate and load. `PASSIVE_LEVEL`.
@@ -140,19 +162,29 @@ impl PeriodicTimer {
         }
     }
 
+    /// Whether the timer is armed.
     pub fn is_running(&self) -> bool {
         self.running.load(Relaxed)
     }
 
+    /// The period while armed, else 0.
     pub fn period_ms(&self) -> u32 {
         self.period_ms.load(Relaxed)
     }
 
+    /// Ticks that ran.
     pub fn ticks(&self) -> u64 {
         self.ticks.load(Relaxed)
     }
 
+    /// Ticks skipped because the previous one still ran.
+    pub fn skipped(&self) -> u64 {
+        self.skipped.load(Relaxed)
+    }
+
+    /// Zeroes both tick counts.
     pub fn reset_ticks(&self) {
         self.ticks.store(0, Relaxed);
+        self.skipped.store(0, Relaxed);
     }
 }

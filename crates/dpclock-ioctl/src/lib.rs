@@ -649,6 +649,9 @@ pub struct Stats {
     pub timer_period_ms: u32,
     /// Timer DPCs run since the last reset.
     pub timer_ticks: u64,
+    /// Timer DPCs that returned at once because the previous one was still
+    /// running (one tick runs at a time).
+    pub timer_skipped: u64,
     /// Burst DPC routines run since the last reset (one per processor per burst).
     pub burst_dpc_runs: u64,
     /// One per [`LockKind`], in [`LockKind::ALL`] order.
@@ -669,10 +672,11 @@ const _: () = {
     assert!(size_of::<ValidatorStats>() == 56);
     assert!(offset_of!(ValidatorStats, recursive_acquires) == 8);
     assert!(offset_of!(Stats, timer_ticks) == 16);
-    assert!(offset_of!(Stats, burst_dpc_runs) == 24);
-    assert!(offset_of!(Stats, ledgers) == 32);
-    assert!(offset_of!(Stats, validator) == 32 + 3 * 376);
-    assert!(size_of::<Stats>() == 32 + 3 * 376 + 56);
+    assert!(offset_of!(Stats, timer_skipped) == 24);
+    assert!(offset_of!(Stats, burst_dpc_runs) == 32);
+    assert!(offset_of!(Stats, ledgers) == 40);
+    assert!(offset_of!(Stats, validator) == 40 + 3 * 376);
+    assert!(size_of::<Stats>() == 40 + 3 * 376 + 56);
 };
 
 /// Writes little-endian fields in struct order.
@@ -725,6 +729,7 @@ impl Stats {
         w.put32(self.processors);
         w.put32(self.timer_period_ms);
         w.put64(self.timer_ticks);
+        w.put64(self.timer_skipped);
         w.put64(self.burst_dpc_runs);
         for ledger in &self.ledgers {
             ledger.updates.iter().for_each(|&v| w.put64(v));
@@ -775,6 +780,7 @@ impl Stats {
         };
         stats.timer_period_ms = r.get32();
         stats.timer_ticks = r.get64();
+        stats.timer_skipped = r.get64();
         stats.burst_dpc_runs = r.get64();
         for ledger in &mut stats.ledgers {
             ledger.updates = core::array::from_fn(|_| r.get64());

@@ -242,14 +242,14 @@ fn responses_round_trip() {
     assert_eq!(stats.validator.violations(), 3 + 4 + 5 + 6 + 7 + 8);
     // The documented offsets hold in the encoding.
     assert_eq!(
-        &buffer[32..40],
+        &buffer[40..48],
         &1_u64.to_le_bytes(),
-        "ledgers[0].updates[0] at 32"
+        "ledgers[0].updates[0] at 40"
     );
     assert_eq!(
-        &buffer[32 + 376..32 + 384],
+        &buffer[40 + 376..40 + 384],
         &101_u64.to_le_bytes(),
-        "ledgers[1] at 408"
+        "ledgers[1] at 416"
     );
 }
 

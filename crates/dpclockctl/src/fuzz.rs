@@ -221,7 +221,9 @@ fn input(rng: &mut Rng) -> Vec<u8> {
 }
 
 fn output_len(rng: &mut Rng) -> u32 {
-    const INTERESTING: [u32; 6] = [0, 31, 32, 1239, 1240, 4096];
+    // Around the response sizes: LockResponse is 32 bytes, Stats 1224.
+    const STATS: u32 = size_of::<dpclock_ioctl::Stats>() as u32;
+    const INTERESTING: [u32; 6] = [0, 31, 32, STATS - 1, STATS, 4096];
     if rng.chance(70) {
         INTERESTING[rng.below(INTERESTING.len() as u64) as usize]
     } else {

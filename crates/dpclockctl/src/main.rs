@@ -68,6 +68,8 @@ enum Command {
     },
     /// Zero the driver's counters and ledgers (stops the timer first).
     Reset,
+    /// Exercise every IOCTL once and check each answer (leaves the device reset).
+    Check,
     /// Send malformed requests and check each status, then the device's health.
     Fuzz {
         /// Cases to send.
@@ -103,12 +105,12 @@ struct StressArgs {
     /// and this run must then fail verification.
     #[arg(long)]
     unlocked: bool,
-    /// Weights of the LOCK_PASSIVE, LOCK_DISPATCH and DPC_BURST IOCTLs.
-    #[arg(long, value_delimiter = ',', num_args = 3, default_values_t = [1, 1, 1])]
-    mix: Vec<u32>,
-    /// Acquisitions per LOCK_PASSIVE, LOCK_DISPATCH and (per processor) DPC_BURST request.
-    #[arg(long, value_delimiter = ',', num_args = 3, default_values_t = [1000, 1000, 1000])]
-    iterations: Vec<u32>,
+    /// Weights of the LOCK_PASSIVE, LOCK_DISPATCH and DPC_BURST IOCTLs, as P,D,B.
+    #[arg(long, value_parser = triple, default_value = "1,1,1")]
+    mix: [u32; 3],
+    /// Acquisitions per LOCK_PASSIVE, LOCK_DISPATCH and (per processor) DPC_BURST request, as P,D,B.
+    #[arg(long, value_parser = triple, default_value = "1000,1000,1000")]
+    iterations: [u32; 3],
     /// Work units done while holding the lock, per acquisition.
     #[arg(long, default_value_t = 10)]
     work: u32,
@@ -132,6 +134,21 @@ struct StressArgs {
     no_progress_bar: bool,
 }
 
+/// `P,D,B`: three comma-separated numbers.
+fn triple(text: &str) -> Result<[u32; 3], String> {
+    let numbers: Vec<u32> = text
+        .split(',')
+        .map(|n| {
+            n.trim()
+                .parse()
+                .map_err(|e| format!("`{n}` is not a number: {e}"))
+        })
+        .collect::<Result<_, _>>()?;
+    numbers
+        .try_into()
+        .map_err(|numbers: Vec<u32>| format!("expected three numbers P,D,B, got {}", numbers.len()))
+}
+
 #[cfg_attr(not(windows), allow(dead_code))]
 impl StressArgs {
     fn config(&self) -> dpclockctl::stress::Config {
@@ -144,8 +161,8 @@ impl StressArgs {
                 (false, Lock::Plain) => LockKind::Plain,
                 (false, Lock::Queued) => LockKind::Queued,
             },
-            mix: [self.mix[0], self.mix[1], self.mix[2]],
-            iterations: [self.iterations[0], self.iterations[1], self.iterations[2]],
+            mix: self.mix,
+            iterations: self.iterations,
             work: self.work,
             timer: (!self.no_timer).then_some((self.timer_period, self.timer_iterations)),
             stall_timeout: Duration::from_secs(self.stall_timeout.max(1)),
@@ -247,6 +264,7 @@ mod windows_main {
                     Err(error) => device_error(error),
                 }
             }),
+            Command::Check => with_device(check),
             Command::Fuzz {
                 cases,
                 duration,
@@ -412,6 +430,27 @@ mod windows_main {
         }
     }
 
+    fn check(device: &WinDevice) -> u8 {
+        let checks = dpclockctl::check::run(device);
+        let mut failed = 0;
+        for check in &checks {
+            match &check.result {
+                Ok(detail) => println!("  ok    {}: {detail}", check.name),
+                Err(why) => {
+                    failed += 1;
+                    println!("  FAIL  {}: {why}", check.name);
+                }
+            }
+        }
+        if failed == 0 {
+            println!("CHECK PASSED: {} checks", checks.len());
+            0
+        } else {
+            println!("CHECK FAILED: {failed} of {} checks", checks.len());
+            exit::NOT_VERIFIED
+        }
+    }
+
     fn stats(device: &WinDevice, json: bool) -> u8 {
         let stats = match device::stats(device) {
             Ok(stats) => stats,
@@ -534,5 +573,67 @@ mod windows_main {
             println!("FUZZ FAILED");
             exit::NOT_VERIFIED
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn stress(args: &[&str]) -> Result<dpclockctl::stress::Config, clap::Error> {
+        let cli = Cli::try_parse_from([&["dpclockctl", "stress"], args].concat())?;
+        match cli.command {
+            Command::Stress(args) => Ok(args.config()),
+            _ => unreachable!("parsed a stress command"),
+        }
+    }
+
+    #[test]
+    fn stress_defaults_are_a_few_seconds_and_a_million_acquisitions() {
+        let config = stress(&[]).expect("defaults parse");
+        assert_eq!(config.duration, Duration::from_secs(3));
+        assert_eq!(config.acquisitions, 1_000_000);
+        assert_eq!(
+            (config.mix, config.iterations, config.lock_kind),
+            ([1, 1, 1], [1000, 1000, 1000], LockKind::Plain)
+        );
+        assert_eq!(config.timer, Some((1, 100)));
+    }
+
+    #[test]
+    fn stress_flags_parse() {
+        let config = stress(&[
+            "--mix",
+            "0,0,1",
+            "--iterations",
+            "10,20,30",
+            "--lock",
+            "queued",
+            "--no-timer",
+        ])
+        .unwrap();
+        assert_eq!(
+            (
+                config.mix,
+                config.iterations,
+                config.lock_kind,
+                config.timer
+            ),
+            ([0, 0, 1], [10, 20, 30], LockKind::Queued, None)
+        );
+        assert_eq!(
+            stress(&["--unlocked"]).unwrap().lock_kind,
+            LockKind::Unlocked
+        );
+    }
+
+    #[test]
+    fn bad_triples_are_refused_with_a_reason() {
+        let error = stress(&["--mix", "1,2"]).unwrap_err().to_string();
+        assert!(error.contains("expected three numbers"), "{error}");
+        let error = stress(&["--iterations", "1,x,3"]).unwrap_err().to_string();
+        assert!(error.contains("`x` is not a number"), "{error}");
     }
 }

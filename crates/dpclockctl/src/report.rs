@@ -198,6 +198,7 @@ impl Report {
                 .map(|s| s.validator),
             dpc_runs: BTreeMap::from([
                 ("timer", stats.map_or(0, |s| s.timer_ticks)),
+                ("timer_skipped", stats.map_or(0, |s| s.timer_skipped)),
                 ("burst", stats.map_or(0, |s| s.burst_dpc_runs)),
             ]),
             parameters: run.config.clone(),
@@ -280,10 +281,11 @@ impl Report {
         }
         let _ = writeln!(
             t,
-            "\n  IOCTLs/s {:.0}   contention {:.2}%   timer DPCs {}   burst DPCs {}",
+            "\n  IOCTLs/s {:.0}   contention {:.2}%   timer DPCs {} ({} skipped)   burst DPCs {}",
             self.ioctls_per_s,
             self.contention_rate * 100.0,
             self.dpc_runs["timer"],
+            self.dpc_runs["timer_skipped"],
             self.dpc_runs["burst"],
         );
         if let Some(h) = &self.hold_time {
