@@ -8,31 +8,45 @@
 //! minus `/KERNEL` (which lld-link does not accept) and the MSVC-only map
 //! options. Host builds (unit tests, clippy) link nothing kernel-side.
 
+/// What wdk-build 0.6.0 passes the linker for a WDM driver, as lld-link takes it.
+const WDM_LINK_ARGS: [&str; 9] = [
+    "/DRIVER",
+    "/NODEFAULTLIB",
+    "/SUBSYSTEM:NATIVE",
+    "/ENTRY:DriverEntry",
+    "/NXCOMPAT",
+    "/DYNAMICBASE",
+    "/OPT:REF,ICF",
+    "/INTEGRITYCHECK",
+    "/MANIFEST:NO",
+];
+
 fn main() {
     println!("cargo::rerun-if-changed=build.rs");
-    let mingw_flavor = std::env::var_os("CARGO_CFG_DPCLOCK_MINGW").is_some();
     let windows_target = std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("windows");
-    if mingw_flavor && windows_target {
-        for arg in [
-            "/DRIVER",
-            "/NODEFAULTLIB",
-            "/SUBSYSTEM:NATIVE",
-            "/ENTRY:DriverEntry",
-            "/NXCOMPAT",
-            "/DYNAMICBASE",
-            "/OPT:REF,ICF",
-            "/INTEGRITYCHECK",
-            "/MANIFEST:NO",
-        ] {
+    let mingw_flavor = std::env::var_os("CARGO_CFG_DPCLOCK_MINGW").is_some();
+    if windows_target && mingw_flavor {
+        for arg in WDM_LINK_ARGS {
             println!("cargo::rustc-cdylib-link-arg={arg}");
         }
-        return;
+    } else if windows_target {
+        windows_flavor();
     }
-    #[cfg(windows)]
-    if windows_target {
-        if let Err(error) = wdk_build::configure_wdk_binary_build() {
-            eprintln!("wdk-build could not configure the driver build: {error:?}");
-            std::process::exit(1);
-        }
+}
+
+#[cfg(windows)]
+fn windows_flavor() {
+    if let Err(error) = wdk_build::configure_wdk_binary_build() {
+        eprintln!("wdk-build could not configure the driver build: {error:?}");
+        std::process::exit(1);
     }
+}
+
+#[cfg(not(windows))]
+fn windows_flavor() {
+    eprintln!(
+        "error: the Windows flavor of dpclock (windows-drivers-rs and a WDK) builds on a Windows host only; \
+         on Linux, build with `cargo xtask build`, which selects the Linux flavor (--cfg dpclock_mingw)"
+    );
+    std::process::exit(1);
 }

@@ -141,12 +141,13 @@ fn write_status_constants(ntstatus_h: &Path, out: &Path) {
         else {
             continue;
         };
-        if name.starts_with("STATUS_") && seen.insert(name.to_owned()) {
-            if let Ok(bits) = u32::from_str_radix(hex, 16) {
-                rust.push_str(&format!(
-                    "pub const {name}: NTSTATUS = 0x{bits:08X}_u32.cast_signed();\n"
-                ));
-            }
+        if let Ok(bits) = u32::from_str_radix(hex, 16)
+            && name.starts_with("STATUS_")
+            && seen.insert(name.to_owned())
+        {
+            rust.push_str(&format!(
+                "pub const {name}: NTSTATUS = 0x{bits:08X}_u32.cast_signed();\n"
+            ));
         }
     }
     fs::write(out, rust).expect("OUT_DIR is writable");

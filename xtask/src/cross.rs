@@ -96,8 +96,14 @@ pub struct Package {
 /// Debian's toolchain, for the Windows targets only (host crates build with
 /// rustup's stable toolchain).
 fn debian_cargo(target_dir: &Path) -> Command {
+    // Cargo finds `cargo-clippy` and `clippy-driver` on the PATH, where
+    // rustup's proxies come first; Debian's must win for these targets.
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut paths = vec![PathBuf::from("/usr/bin")];
+    paths.extend(std::env::split_paths(&path));
     let mut command = Command::new("/usr/bin/cargo");
     command
+        .env("PATH", std::env::join_paths(paths).unwrap_or(path))
         .current_dir(workspace())
         .env("RUSTC", "/usr/bin/rustc")
         .env("RUSTC_BOOTSTRAP", "1")

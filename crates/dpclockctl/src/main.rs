@@ -172,11 +172,11 @@ impl StressArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::Stress(args) = &cli.command {
-        if args.mix.iter().all(|&w| w == 0) {
-            eprintln!("dpclockctl: --mix must give at least one IOCTL a non-zero weight");
-            return ExitCode::from(exit::ERROR);
-        }
+    if let Command::Stress(args) = &cli.command
+        && args.mix.iter().all(|&w| w == 0)
+    {
+        eprintln!("dpclockctl: --mix must give at least one IOCTL a non-zero weight");
+        return ExitCode::from(exit::ERROR);
     }
     ExitCode::from(run(cli.command))
 }
@@ -397,15 +397,14 @@ mod windows_main {
         };
         let report = Report::new(&run, environment(run.stats.as_ref()));
         print!("{}", report.to_table());
-        if let Some(path) = &args.json {
-            if let Err(error) = report
+        if let Some(path) = &args.json
+            && let Err(error) = report
                 .to_json()
                 .map_err(std::io::Error::other)
                 .and_then(|json| std::fs::write(path, json))
-            {
-                eprintln!("dpclockctl: cannot write {}: {error}", path.display());
-                return exit::ERROR;
-            }
+        {
+            eprintln!("dpclockctl: cannot write {}: {error}", path.display());
+            return exit::ERROR;
         }
         match run.ending {
             Ending::DeviceRemoved(error) => {

@@ -7,11 +7,15 @@
 
 #![no_std]
 
+#[cfg(not(test))]
 use mingw_wdk_sys::ntddk::{DbgPrint, KeBugCheckEx};
 
 /// wdk-panic's bugcheck code, `RPNC`.
+#[cfg(not(test))]
 const RUST_PANIC_BUGCHECK_CODE: u32 = u32::from_be_bytes(*b"RPNC");
 
+// Not in this crate's own test build, where std provides the handler.
+#[cfg(not(test))]
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
     let (file, line, column) = info

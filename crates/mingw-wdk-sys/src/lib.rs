@@ -9,6 +9,8 @@
 //! the driver uses with the evidence that wdk-sys has it under the same name.
 
 #![no_std]
+// The bindings are bindgen's output; its unsafe blocks carry no SAFETY notes.
+#![allow(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 #![allow(
     non_upper_case_globals,
     non_camel_case_types,

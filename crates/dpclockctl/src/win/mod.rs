@@ -22,11 +22,9 @@ pub struct Win32Error {
 impl Win32Error {
     /// The calling thread's last error, for `step`.
     pub(crate) fn last(step: &'static str) -> Self {
-        // SAFETY: no preconditions.
-        Self {
-            step,
-            code: unsafe { windows_sys::Win32::Foundation::GetLastError() },
-        }
+        // SAFETY: GetLastError has no preconditions.
+        let code = unsafe { windows_sys::Win32::Foundation::GetLastError() };
+        Self { step, code }
     }
 }
 
