@@ -264,3 +264,23 @@ fn hold_stats(kind: LockKind) -> dpclock_ioctl::HoldStats {
 fn hold_stats(_: LockKind) -> dpclock_ioctl::HoldStats {
     dpclock_ioctl::HoldStats::default()
 }
+
+/// Makes updates from every path in an interleaved order and checks the
+/// ledger against the verification rule of docs/protocol.md (used by the
+/// driver's host unit tests; the lock plays no part in the rule itself).
+#[cfg(test)]
+pub fn check_update_rule_against_protocol() {
+    let ledger = Ledger::new();
+    let mut counts = [0_u64; PATH_COUNT];
+    for step in 0..1000_u32 {
+        let path = Path::ALL[(step as usize * 7) % PATH_COUNT];
+        ledger.update(path, step % 5);
+        counts[path as usize] += 1;
+    }
+    let snapshot = ledger.snapshot();
+    assert_eq!(snapshot.updates, counts);
+    assert_eq!(snapshot.total, counts.iter().sum::<u64>());
+    assert_eq!(snapshot.checksum, dpclock_ioctl::expected_checksum(&counts));
+    ledger.clear();
+    assert_eq!(ledger.snapshot().total, 0);
+}

@@ -200,3 +200,62 @@ unsafe fn read_allow_unlocked_control(service_key: PCUNICODE_STRING) -> bool {
     let data = unsafe { (&raw const value.info.Data).cast::<u32>().read_unaligned() };
     data != 0
 }
+
+#[cfg(test)]
+mod tests {
+    use core::mem::{align_of, offset_of, size_of};
+
+    use kspin::kernel::ffi;
+
+    /// kspin declares the few kernel types it needs itself (it cannot depend
+    /// on wdk-sys); they must match the bindings the driver is built with.
+    #[test]
+    fn kspin_kernel_types_match_the_bindings() {
+        assert_eq!(
+            size_of::<ffi::KSPIN_LOCK>(),
+            size_of::<wdk_sys::KSPIN_LOCK>()
+        );
+        assert_eq!(size_of::<ffi::KIRQL>(), size_of::<wdk_sys::KIRQL>());
+        assert_eq!(
+            size_of::<ffi::KLOCK_QUEUE_HANDLE>(),
+            size_of::<wdk_sys::KLOCK_QUEUE_HANDLE>()
+        );
+        assert_eq!(
+            align_of::<ffi::KLOCK_QUEUE_HANDLE>(),
+            align_of::<wdk_sys::KLOCK_QUEUE_HANDLE>()
+        );
+        assert_eq!(
+            offset_of!(ffi::KLOCK_QUEUE_HANDLE, OldIrql),
+            offset_of!(wdk_sys::KLOCK_QUEUE_HANDLE, OldIrql)
+        );
+        assert_eq!(
+            offset_of!(ffi::KSPIN_LOCK_QUEUE, Lock),
+            offset_of!(wdk_sys::KSPIN_LOCK_QUEUE, Lock)
+        );
+    }
+
+    /// The protocol crate's GUIDs have the layout of the kernel's GUID.
+    #[test]
+    fn protocol_guids_convert_to_the_kernel_layout() {
+        let guid = crate::wdm::guid(&dpclock_ioctl::GUID_DEVINTERFACE_DPCLOCK);
+        assert_eq!(size_of::<wdk_sys::GUID>(), size_of::<dpclock_ioctl::Guid>());
+        assert_eq!(
+            (guid.Data1, guid.Data2, guid.Data3),
+            (0x488e_151d, 0x6911, 0x4db2)
+        );
+        assert_eq!(guid.Data4, [0x80, 0xeb, 0xb1, 0xd6, 0xeb, 0x10, 0x2e, 0x4c]);
+    }
+
+    #[test]
+    fn wide_strings_and_unicode_strings() {
+        let text = crate::wdm::wide!("Parameters");
+        assert_eq!(String::from_utf16(text).unwrap(), "Parameters");
+        let string = crate::wdm::unicode_string(text);
+        assert_eq!((string.Length, string.MaximumLength), (20, 20));
+    }
+
+    #[test]
+    fn the_ledger_update_rule_is_the_one_the_protocol_documents() {
+        crate::ledger::check_update_rule_against_protocol();
+    }
+}
