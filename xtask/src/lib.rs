@@ -12,6 +12,7 @@
 //! The end-to-end tests in the workspace's `tests/` use this crate as a
 //! library for the packages ([`cross`]) and Wine sessions ([`wine`]).
 
+pub mod bench;
 pub mod cross;
 pub mod deps;
 pub mod process;

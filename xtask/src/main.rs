@@ -244,5 +244,5 @@ fn all_tests(steps: &mut Steps) -> Result<()> {
 }
 
 fn bench() -> Result<i32> {
-    Err(fail!("`cargo xtask bench` is not written yet"))
+    xtask::bench::run_all().map(|()| 0)
 }

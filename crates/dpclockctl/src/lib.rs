@@ -5,6 +5,7 @@
 //! over the [`device::Device`] trait and is tested on any host; the Win32
 //! layer (`win`) exists on Windows, which includes Wine.
 
+pub mod bench;
 pub mod check;
 pub mod device;
 pub mod fuzz;

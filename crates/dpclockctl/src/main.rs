@@ -70,6 +70,22 @@ enum Command {
     Reset,
     /// Exercise every IOCTL once and check each answer (leaves the device reset).
     Check,
+    /// Measure IOCTL round trips (no-op against one-acquisition lock IOCTLs) and
+    /// acquisitions per second in DPC bursts, plain against queued.
+    Bench {
+        /// Interleaved rounds of the IOCTL-rate loop.
+        #[arg(long, default_value_t = 5)]
+        rounds: u32,
+        /// Milliseconds per IOCTL kind per round.
+        #[arg(long, default_value_t = 500)]
+        round_ms: u64,
+        /// DPC bursts per lock kind.
+        #[arg(long, default_value_t = 9)]
+        bursts: u32,
+        /// Write the results as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Send malformed requests and check each status, then the device's health.
     Fuzz {
         /// Cases to send.
@@ -264,6 +280,12 @@ mod windows_main {
                     Err(error) => device_error(error),
                 }
             }),
+            Command::Bench {
+                rounds,
+                round_ms,
+                bursts,
+                json,
+            } => with_device(|device| bench(device, rounds, round_ms, bursts, json)),
             Command::Check => with_device(check),
             Command::Fuzz {
                 cases,
@@ -427,6 +449,80 @@ mod windows_main {
                 exit::NOT_VERIFIED
             }
         }
+    }
+
+    fn bench(
+        device: &WinDevice,
+        rounds: u32,
+        round_ms: u64,
+        bursts: u32,
+        json: Option<std::path::PathBuf>,
+    ) -> u8 {
+        use dpclockctl::bench::{self, Holds, Parameters};
+        let parameters = Parameters {
+            rounds,
+            round_ms,
+            bursts,
+            ..Parameters::default()
+        };
+        let results = match bench::run(device, parameters) {
+            Ok(results) => results,
+            Err(error) => return device_error(error),
+        };
+        println!(
+            "dpclock bench on {} processors ({})",
+            results.processors,
+            env::os_description()
+        );
+        println!(
+            "  NOOP            {:>10.0} IOCTLs/s",
+            results.noop_per_s.median
+        );
+        println!(
+            "  LOCK_PASSIVE    {:>10.0} IOCTLs/s (1 acquisition)",
+            results.lock_passive_per_s.median
+        );
+        println!(
+            "  LOCK_DISPATCH   {:>10.0} IOCTLs/s (1 acquisition)",
+            results.lock_dispatch_per_s.median
+        );
+        println!("  lock/no-op      {:>10.3}", results.lock_noop_ratio);
+        println!(
+            "  bursts, plain   {:>10.0} acquisitions/s",
+            results.burst_plain_acquisitions_per_s.median
+        );
+        println!(
+            "  bursts, queued  {:>10.0} acquisitions/s",
+            results.burst_queued_acquisitions_per_s.median
+        );
+        println!("  queued/plain    {:>10.3}", results.queued_vs_plain_ratio);
+        let checked = results.stats.flags & STATS_CHECKED_BUILD != 0;
+        let mut value = match serde_json::to_value(&results) {
+            Ok(value) => value,
+            Err(error) => {
+                eprintln!("dpclockctl: {error}");
+                return exit::ERROR;
+            }
+        };
+        value["environment"] = serde_json::json!({
+            "os": env::os_description(),
+            "under_wine": env::wine_version().is_some(),
+            "checked_build": checked,
+            "irql_modelled": results.stats.flags & STATS_IRQL_MODELLED != 0,
+        });
+        if checked {
+            value["hold_time"] = serde_json::json!({
+                "plain": Holds::of(&results.stats, LockKind::Plain),
+                "queued": Holds::of(&results.stats, LockKind::Queued),
+            });
+        }
+        if let Some(path) = json
+            && let Err(error) = std::fs::write(&path, value.to_string())
+        {
+            eprintln!("dpclockctl: cannot write {}: {error}", path.display());
+            return exit::ERROR;
+        }
+        0
     }
 
     fn check(device: &WinDevice) -> u8 {
