@@ -101,7 +101,7 @@ fn handle(ext: &DeviceExtension, request: Request, output: &mut [u8]) -> (NTSTAT
         Err(error) => (error.ntstatus(), 0),
     };
     match request {
-        Request::Noop => (STATUS_SUCCESS, 0),
+        Request::Noop => (STATUS_SUCCESS, dpclock_ioctl::noop_reply(output)),
         Request::LockPassive(work) | Request::LockDispatch(work) | Request::DpcBurst(work)
             if work.lock_kind == LockKind::Unlocked && !crate::unlocked_control_allowed() =>
         {

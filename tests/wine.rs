@@ -173,6 +173,7 @@ fn every_ioctl_round_trips_and_both_dpc_sources_run() {
     for line in [
         "ok    GET_STATS",
         "ok    NOOP",
+        "ok    NOOP with a lock IOCTL's buffers: 32 zero bytes",
         "ok    LOCK_PASSIVE (plain)",
         "ok    LOCK_DISPATCH (queued)",
         "ok    DPC_BURST (plain): 20 acquisitions, 2 DPC runs",

@@ -397,6 +397,10 @@ pub fn run_all() -> Result<()> {
             Json::Num(num(&free_json, "lock_noop_ratio")),
         ),
         (
+            "lock_bare_noop_ratio",
+            Json::Num(num(&free_json, "lock_bare_noop_ratio")),
+        ),
+        (
             "queued_vs_plain_ratio",
             Json::Num(num(&free_json, "queued_vs_plain_ratio")),
         ),
@@ -491,7 +495,11 @@ pub fn run_all() -> Result<()> {
     );
     let _ = writeln!(md, "| IOCTL | IOCTLs/s |\n|---|---|");
     for (label, key) in [
-        ("NOOP", "noop_per_s.median"),
+        ("NOOP, no buffers", "noop_per_s.median"),
+        (
+            "NOOP, a lock IOCTL's buffers (16 bytes in, 32 back)",
+            "noop_lock_traffic_per_s.median",
+        ),
         ("LOCK_PASSIVE", "lock_passive_per_s.median"),
         ("LOCK_DISPATCH", "lock_dispatch_per_s.median"),
     ] {
@@ -499,8 +507,10 @@ pub fn run_all() -> Result<()> {
     }
     let _ = writeln!(
         md,
-        "\n`lock_noop_ratio` = **{:.3}** (the lower lock path over no-op; the goal is ≥ 0.95).\n",
-        num(&free_json, "lock_noop_ratio")
+        "\n`lock_noop_ratio` = **{:.3}** (the lower lock path over the NOOP that moves the same bytes; the goal is ≥ 0.95). \
+         Against the bare NOOP: {:.3}, which also counts returning 32 bytes of output.\n",
+        num(&free_json, "lock_noop_ratio"),
+        num(&free_json, "lock_bare_noop_ratio")
     );
     let _ = writeln!(
         md,

@@ -87,7 +87,10 @@ pub const fn ctl_code(device_type: u32, function: u32, method: u32, access: u32)
     (device_type << 16) | (access << 14) | (function << 2) | method
 }
 
-/// Does nothing and returns no data; the cost of an IOCTL round trip.
+/// Takes no lock. Ignores its input and zero-fills the output buffer, up to
+/// [`NOOP_MAX_OUTPUT`] bytes: sent bare it times an IOCTL round trip, sent
+/// with a lock request's buffers it carries exactly the lock IOCTLs' traffic
+/// (see [`noop_reply`]).
 pub const IOCTL_DPCLOCK_NOOP: u32 = ctl_code(DEVICE_TYPE, 0x800, METHOD_BUFFERED, FILE_ANY_ACCESS);
 /// [`LockRequest`] → [`LockResponse`]: acquisitions at `PASSIVE_LEVEL`
 /// through the IRQL-raising guard.
@@ -908,6 +911,21 @@ pub fn parse_timer_start(input: &[u8]) -> Result<TimerWork, Error> {
             work,
         },
     })
+}
+
+/// The most `NOOP` writes: the size of a [`LockResponse`].
+pub const NOOP_MAX_OUTPUT: usize = size_of::<LockResponse>();
+
+/// `NOOP`'s reply: zeroes the first `min(output.len(), NOOP_MAX_OUTPUT)`
+/// bytes of `output` and returns that count.
+///
+/// Returning as many bytes as a lock IOCTL does makes `NOOP` a baseline
+/// that differs from `LOCK_PASSIVE` only by the lock: the I/O path's cost
+/// depends on how much output comes back (in Wine, markedly).
+pub fn noop_reply(output: &mut [u8]) -> usize {
+    let written = output.len().min(NOOP_MAX_OUTPUT);
+    output[..written].fill(0);
+    written
 }
 
 /// Validates any request: the code, the input and the output buffer size.

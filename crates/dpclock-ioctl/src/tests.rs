@@ -316,3 +316,16 @@ proptest! {
         let _ = LockResponse::decode(&bytes);
     }
 }
+
+#[test]
+fn noop_zero_fills_at_most_a_lock_response() {
+    let mut big = [0xAA_u8; 40];
+    assert_eq!(noop_reply(&mut big), NOOP_MAX_OUTPUT);
+    assert_eq!(NOOP_MAX_OUTPUT, size_of::<LockResponse>());
+    assert!(big[..32].iter().all(|&b| b == 0));
+    assert!(big[32..].iter().all(|&b| b == 0xAA), "wrote past 32 bytes");
+    let mut small = [0xAA_u8; 5];
+    assert_eq!(noop_reply(&mut small), 5);
+    assert_eq!(small, [0; 5]);
+    assert_eq!(noop_reply(&mut []), 0);
+}

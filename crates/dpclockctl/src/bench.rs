@@ -1,10 +1,13 @@
 //! `dpclockctl bench`: what a lock costs next to what an IOCTL costs, and
 //! how plain and in-stack queued locks compare under DPC bursts.
 //!
-//! * **IOCTL rates.** The same single-threaded loop sends `NOOP`,
-//!   `LOCK_PASSIVE` and `LOCK_DISPATCH`, the last two with one acquisition
-//!   and no work. Rounds interleave the three, so machine drift affects all
-//!   of them alike. Each rate is the median over the rounds.
+//! * **IOCTL rates.** The same single-threaded loop sends `NOOP` bare,
+//!   `NOOP` with a lock IOCTL's buffers, `LOCK_PASSIVE` and `LOCK_DISPATCH`,
+//!   the last two with one acquisition and no work. The lock's cost is
+//!   measured against the `NOOP` that moves the same bytes, because the
+//!   I/O path's cost depends on how much output it returns. Rounds
+//!   interleave the four, so machine drift affects all of them alike. Each
+//!   rate is the median over the rounds.
 //! * **Burst rates.** `DPC_BURST` with many acquisitions per processor,
 //!   timed around the IOCTL, for each lock kind. Each rate is the median
 //!   over the repetitions.
@@ -15,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use dpclock_ioctl::{
     IOCTL_DPCLOCK_DPC_BURST, IOCTL_DPCLOCK_LOCK_DISPATCH, IOCTL_DPCLOCK_LOCK_PASSIVE, LockKind,
-    Stats,
+    LockResponse, Stats,
 };
 use serde::Serialize;
 
@@ -39,7 +42,7 @@ pub struct Parameters {
 impl Default for Parameters {
     fn default() -> Self {
         Self {
-            rounds: 5,
+            rounds: 7,
             round_ms: 500,
             bursts: 9,
             burst_iterations: 100_000,
@@ -74,14 +77,21 @@ pub struct Results {
     pub parameters: Parameters,
     /// Processors the driver reports.
     pub processors: u32,
-    /// `NOOP` IOCTLs per second.
+    /// `NOOP` IOCTLs per second, no buffers.
     pub noop_per_s: Rate,
+    /// `NOOP` IOCTLs per second with a lock IOCTL's buffers (16 bytes in,
+    /// 32 bytes back).
+    pub noop_lock_traffic_per_s: Rate,
     /// `LOCK_PASSIVE` (one plain acquisition) IOCTLs per second.
     pub lock_passive_per_s: Rate,
     /// `LOCK_DISPATCH` (one plain acquisition at `DISPATCH_LEVEL`) IOCTLs per second.
     pub lock_dispatch_per_s: Rate,
-    /// Lock-IOCTL throughput over no-op throughput, the lower of the two paths.
+    /// Lock-IOCTL throughput (the lower of the two paths) over the throughput
+    /// of the `NOOP` that moves the same bytes: the lock's share of an IOCTL.
     pub lock_noop_ratio: f64,
+    /// The same over the bare `NOOP`: the lock and the I/O of its 32-byte
+    /// response together.
+    pub lock_bare_noop_ratio: f64,
     /// Acquisitions per second in DPC bursts with the executive spin lock.
     pub burst_plain_acquisitions_per_s: Rate,
     /// The same with the in-stack queued spin lock.
@@ -120,6 +130,9 @@ pub fn run(device: &dyn Device, parameters: Parameters) -> Result<Results, Devic
     let processors = device::stats(device)?.processors;
     let budget = Duration::from_millis(parameters.round_ms);
     let noop = |d: &dyn Device| device::noop(d);
+    let noop_lock_traffic = |d: &dyn Device| {
+        device::noop_with_lock_traffic(d, &mut [0; size_of::<LockResponse>()]).map(|_| ())
+    };
     let passive = |d: &dyn Device| {
         device::lock(
             d,
@@ -142,16 +155,24 @@ pub fn run(device: &dyn Device, parameters: Parameters) -> Result<Results, Devic
         )
         .map(|_| ())
     };
-    let (mut noops, mut passives, mut dispatches) = (Vec::new(), Vec::new(), Vec::new());
+    let [
+        mut noops,
+        mut noops_lock_traffic,
+        mut passives,
+        mut dispatches,
+    ] = std::array::from_fn(|_| Vec::new());
     for _ in 0..parameters.rounds {
         noops.push(rate_of(device, budget, &noop)?);
+        noops_lock_traffic.push(rate_of(device, budget, &noop_lock_traffic)?);
         passives.push(rate_of(device, budget, &passive)?);
         dispatches.push(rate_of(device, budget, &dispatch)?);
     }
     let (noop_per_s, lock_passive_per_s, lock_dispatch_per_s) =
         (Rate::new(noops), Rate::new(passives), Rate::new(dispatches));
-    let lock_noop_ratio =
-        lock_passive_per_s.median.min(lock_dispatch_per_s.median) / noop_per_s.median.max(1e-9);
+    let noop_lock_traffic_per_s = Rate::new(noops_lock_traffic);
+    let slower_lock = lock_passive_per_s.median.min(lock_dispatch_per_s.median);
+    let lock_noop_ratio = slower_lock / noop_lock_traffic_per_s.median.max(1e-9);
+    let lock_bare_noop_ratio = slower_lock / noop_per_s.median.max(1e-9);
 
     let mut bursts = [Vec::new(), Vec::new()];
     let mut contention = [0.0; 2];
@@ -180,9 +201,11 @@ pub fn run(device: &dyn Device, parameters: Parameters) -> Result<Results, Devic
         parameters,
         processors,
         noop_per_s,
+        noop_lock_traffic_per_s,
         lock_passive_per_s,
         lock_dispatch_per_s,
         lock_noop_ratio,
+        lock_bare_noop_ratio,
         burst_plain_acquisitions_per_s: plain,
         burst_queued_acquisitions_per_s: queued,
         queued_vs_plain_ratio,

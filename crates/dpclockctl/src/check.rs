@@ -8,9 +8,10 @@ use std::{
 
 use dpclock_ioctl::{
     IOCTL_DPCLOCK_DPC_BURST, IOCTL_DPCLOCK_GET_STATS, IOCTL_DPCLOCK_LOCK_DISPATCH,
-    IOCTL_DPCLOCK_LOCK_PASSIVE, LockKind, LockRequest, PROTOCOL_VERSION, STATS_UNLOCKED_ALLOWED,
-    STATUS_BUFFER_TOO_SMALL, STATUS_DEVICE_BUSY, STATUS_INVALID_DEVICE_REQUEST,
-    STATUS_INVALID_PARAMETER, STATUS_NOT_SUPPORTED, expected_checksum,
+    IOCTL_DPCLOCK_LOCK_PASSIVE, LockKind, LockRequest, LockResponse, PROTOCOL_VERSION,
+    STATS_UNLOCKED_ALLOWED, STATUS_BUFFER_TOO_SMALL, STATUS_DEVICE_BUSY,
+    STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_PARAMETER, STATUS_NOT_SUPPORTED,
+    expected_checksum,
 };
 
 use crate::device::{self, Device, status_name};
@@ -89,6 +90,22 @@ pub fn run(device: &dyn Device) -> Vec<Check> {
         &mut checks,
         "NOOP",
         device::noop(device).map(|()| "ok".to_owned()).map_err(fail),
+    );
+    let mut output = [0xFF; size_of::<LockResponse>()];
+    record(
+        &mut checks,
+        "NOOP with a lock IOCTL's buffers",
+        device::noop_with_lock_traffic(device, &mut output)
+            .map_err(fail)
+            .and_then(|written| {
+                if written == output.len() && output.iter().all(|&b| b == 0) {
+                    Ok(format!("{written} zero bytes"))
+                } else {
+                    Err(format!(
+                        "expected 32 zero bytes, got {written}: {output:02x?}"
+                    ))
+                }
+            }),
     );
 
     for kind in [LockKind::Plain, LockKind::Queued] {

@@ -131,6 +131,21 @@ pub fn noop(device: &dyn Device) -> Result<(), DeviceError> {
     call(device, "NOOP", IOCTL_DPCLOCK_NOOP, &[], &mut []).map(|_| ())
 }
 
+/// `NOOP` carrying a lock IOCTL's traffic: a [`LockRequest`] in, a
+/// [`LockResponse`]-sized `output`. Returns the bytes written, which the
+/// protocol says are all of `output`, all zero.
+///
+/// # Errors
+///
+/// The IOCTL's status if it failed.
+pub fn noop_with_lock_traffic(
+    device: &dyn Device,
+    output: &mut [u8; size_of::<LockResponse>()],
+) -> Result<usize, DeviceError> {
+    let input = LockRequest::encode(LockKind::Plain, 1, 0);
+    call(device, "NOOP", IOCTL_DPCLOCK_NOOP, &input, output)
+}
+
 /// `LOCK_PASSIVE`, `LOCK_DISPATCH` or `DPC_BURST` (`code`).
 ///
 /// # Errors

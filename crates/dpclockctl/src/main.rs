@@ -74,7 +74,7 @@ enum Command {
     /// acquisitions per second in DPC bursts, plain against queued.
     Bench {
         /// Interleaved rounds of the IOCTL-rate loop.
-        #[arg(long, default_value_t = 5)]
+        #[arg(long, default_value_t = 7)]
         rounds: u32,
         /// Milliseconds per IOCTL kind per round.
         #[arg(long, default_value_t = 500)]
@@ -475,8 +475,12 @@ mod windows_main {
             env::os_description()
         );
         println!(
-            "  NOOP            {:>10.0} IOCTLs/s",
+            "  NOOP            {:>10.0} IOCTLs/s (no buffers)",
             results.noop_per_s.median
+        );
+        println!(
+            "  NOOP            {:>10.0} IOCTLs/s (16 bytes in, 32 back, like a lock IOCTL)",
+            results.noop_lock_traffic_per_s.median
         );
         println!(
             "  LOCK_PASSIVE    {:>10.0} IOCTLs/s (1 acquisition)",
@@ -486,7 +490,10 @@ mod windows_main {
             "  LOCK_DISPATCH   {:>10.0} IOCTLs/s (1 acquisition)",
             results.lock_dispatch_per_s.median
         );
-        println!("  lock/no-op      {:>10.3}", results.lock_noop_ratio);
+        println!(
+            "  lock/no-op      {:>10.3} (same traffic; {:.3} against the bare NOOP)",
+            results.lock_noop_ratio, results.lock_bare_noop_ratio
+        );
         println!(
             "  bursts, plain   {:>10.0} acquisitions/s",
             results.burst_plain_acquisitions_per_s.median

@@ -18,6 +18,10 @@ use crate::{backend::Backend, class::LockClass, irql::DispatchLevel};
 ///
 /// Place it in non-paged memory (a device extension, a driver `static`, or
 /// non-paged pool): the lock and its data are touched at `DISPATCH_LEVEL`.
+// `repr(C)` with the backend state first: the address of the lock is the
+// address of its `KSPIN_LOCK`, so a guard passes the caller's pointer straight
+// to the kernel, exactly as hand-written C would (see `cargo xtask bench`).
+#[repr(C)]
 pub struct Lock<T: ?Sized, B: Backend> {
     state: B::State,
     class: &'static LockClass,
