@@ -211,6 +211,17 @@ impl From<DeviceError> for Error {
     }
 }
 
+/// Whether the driver still answers on this handle. A live dpclock device
+/// completes `NOOP` whatever the input, so a failing `NOOP` means the handle
+/// no longer reaches the driver. That happens when the device is removed
+/// while the handle is open: depending on timing the I/O then fails with a
+/// removal status, or reaches whatever is left of the device stack (the
+/// bus driver's PDO), which fails every IOCTL it does not know with
+/// `STATUS_INVALID_DEVICE_REQUEST`.
+fn answers_noop(device: &dyn Device) -> bool {
+    device::noop(device).is_ok()
+}
+
 /// Runs the stress against `device`.
 ///
 /// # Errors
@@ -258,7 +269,7 @@ pub fn run(device: &dyn Device, config: &Config, progress: &dyn Progress) -> Res
         .unwrap_or_else(std::sync::PoisonError::into_inner)
     {
         None => Ending::Completed,
-        Some(error) if error.is_removal() => Ending::DeviceRemoved(error),
+        Some(error) if error.is_removal() || !answers_noop(device) => Ending::DeviceRemoved(error),
         Some(error) => Ending::Failed(error),
     };
     let mut run = Run {
@@ -431,6 +442,93 @@ mod tests {
         let second: Vec<Op> = schedule([2, 1, 0], 1).take(3).collect();
         assert_eq!(second, [Op::Passive, Op::Dispatch, Op::Passive]);
         assert_eq!(schedule([0, 0, 0], 0).next(), None);
+    }
+
+    /// A device whose lock IOCTLs start failing with
+    /// `STATUS_INVALID_DEVICE_REQUEST` after a few calls; `NOOP` keeps
+    /// working only if `driver_still_there`.
+    struct FailingDevice {
+        driver_still_there: bool,
+        lock_calls: AtomicU64,
+    }
+
+    impl Device for FailingDevice {
+        fn ioctl(&self, code: u32, _input: &[u8], output: &mut [u8]) -> device::IoResult {
+            const INVALID_DEVICE_REQUEST: i32 = 0xC000_0010_u32 as i32;
+            let ok = |information| device::IoResult {
+                status: 0,
+                information,
+            };
+            let failed = device::IoResult {
+                status: INVALID_DEVICE_REQUEST,
+                information: 0,
+            };
+            match code {
+                dpclock_ioctl::IOCTL_DPCLOCK_NOOP if self.driver_still_there => ok(0),
+                dpclock_ioctl::IOCTL_DPCLOCK_NOOP => failed,
+                dpclock_ioctl::IOCTL_DPCLOCK_GET_STATS => {
+                    let stats = Stats {
+                        processors: 2,
+                        ..Stats::default()
+                    };
+                    ok(stats.encode(output).unwrap_or(0))
+                }
+                dpclock_ioctl::IOCTL_DPCLOCK_TIMER_STOP | dpclock_ioctl::IOCTL_DPCLOCK_RESET => {
+                    ok(0)
+                }
+                _ if self.lock_calls.fetch_add(1, Relaxed) < 3 => {
+                    let written = dpclock_ioctl::LockResponse {
+                        lock_kind: LockKind::Plain as u32,
+                        acquisitions: 1000,
+                        ..Default::default()
+                    }
+                    .encode(output)
+                    .unwrap_or(0);
+                    ok(written)
+                }
+                _ => failed,
+            }
+        }
+
+        unsafe fn ioctl_raw(
+            &self,
+            _code: u32,
+            _input: *const u8,
+            _input_len: u32,
+            _output: *mut u8,
+            _output_len: u32,
+        ) -> device::IoResult {
+            unreachable!("the stress sends ordinary buffers")
+        }
+    }
+
+    struct Quiet;
+
+    impl Progress for Quiet {
+        fn update(&self, _: Duration, _: u64) {}
+        fn finish(&self) {}
+        fn stalled(&self, silence: Duration) -> ! {
+            panic!("stalled for {silence:?}")
+        }
+    }
+
+    fn ending_with(driver_still_there: bool) -> Ending {
+        let device = FailingDevice {
+            driver_still_there,
+            lock_calls: AtomicU64::new(0),
+        };
+        let config = Config {
+            timer: None,
+            duration: Duration::from_secs(10),
+            ..Config::default()
+        };
+        run(&device, &config, &Quiet).expect("run").ending
+    }
+
+    #[test]
+    fn a_handle_that_no_longer_reaches_the_driver_is_a_removal_not_a_failure() {
+        assert!(matches!(ending_with(false), Ending::DeviceRemoved(_)));
+        assert!(matches!(ending_with(true), Ending::Failed(_)));
     }
 
     #[test]
