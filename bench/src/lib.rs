@@ -3,6 +3,7 @@
 //! `x86_64-pc-windows-msvc` in release (feature `codegen`, and again with
 //! `checked`), disassembles the object, and compares the instruction count
 //! of each pair: with the validator off, a guard should cost nothing.
+//! The pairs are `raw_<name>` and `guard_<name>`; xtask's `PAIRS` lists them.
 //!
 //! Every function takes its lock and data by reference and adds one to the
 //! data under the lock, so that both versions touch the same memory.
@@ -88,26 +89,6 @@ pub extern "C" fn guard_queued_at_dpc_level(lock: &QueuedSpinLock<u64>, at: &Dis
     let mut handle = pin!(LockQueueHandle::new());
     *lock.lock_at_dpc_level(handle.as_mut(), at) += 1;
 }
-
-/// The pairs, by name: (raw, guard).
-pub const PAIRS: [(&str, &str, &str); 4] = [
-    (
-        "raising (KeAcquireSpinLock / KeReleaseSpinLock)",
-        "raw_raising",
-        "guard_raising",
-    ),
-    (
-        "at DPC level (…AtDpcLevel / …FromDpcLevel)",
-        "raw_at_dpc_level",
-        "guard_at_dpc_level",
-    ),
-    ("in-stack queued", "raw_queued", "guard_queued"),
-    (
-        "in-stack queued at DPC level",
-        "raw_queued_at_dpc_level",
-        "guard_queued_at_dpc_level",
-    ),
-];
 
 #[cfg(not(test))]
 #[panic_handler]

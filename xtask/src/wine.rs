@@ -172,6 +172,16 @@ impl Session {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
+        run_captured(&mut self.wine_command(dir, program, args), timeout)
+    }
+
+    /// `wine PROGRAM ARGS…` in `dir`, in this session's prefix, with
+    /// client-side debug output off (the driver's goes to the session log).
+    fn wine_command<I, S>(&self, dir: &Path, program: impl AsRef<OsStr>, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
         let mut command = Command::new("wine");
         wine_env(&mut command, &self.prefix);
         command
@@ -179,7 +189,7 @@ impl Session {
             .current_dir(dir)
             .arg(program)
             .args(args);
-        run_captured(&mut command, timeout)
+        command
     }
 
     /// Like [`Session::wine`], but with the output going straight to this
@@ -201,15 +211,11 @@ impl Session {
         S: AsRef<OsStr>,
     {
         use std::os::unix::process::CommandExt;
-        let mut command = Command::new("wine");
-        wine_env(&mut command, &self.prefix);
-        command
-            .env("WINEDEBUG", "-all")
-            .current_dir(dir)
-            .arg(program)
-            .args(args)
-            .process_group(0);
-        let mut child = command.spawn().map_err(|e| fail!("cannot run wine: {e}"))?;
+        let mut child = self
+            .wine_command(dir, program, args)
+            .process_group(0)
+            .spawn()
+            .map_err(|e| fail!("cannot run wine: {e}"))?;
         let start = Instant::now();
         loop {
             if let Some(status) = child
