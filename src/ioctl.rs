@@ -254,7 +254,7 @@ fn validator() -> ValidatorStats {
         order_inversions: v.order_inversions,
         irql_at_acquire: v.irql_at_acquire,
         irql_at_release: v.irql_at_release,
-        release_order: v.release_order,
+        release_order: v.held_at_scope_end + v.same_class_nesting + v.untracked, // INTERIM: protocol change pending
     }
 }
 

@@ -7,15 +7,12 @@
 //! shows the harness can see lost updates). A lock protects exactly one
 //! ledger, so plain and queued acquisitions never mix on one `KSPIN_LOCK`.
 
-use core::{
-    pin::pin,
-    sync::atomic::{AtomicU64, Ordering::Relaxed},
-};
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use dpclock_ioctl::{LedgerStats, LockKind, PATH_COUNT, Path, update_mix};
 use kspin::{
     LockClass,
-    kernel::{DispatchLevel, LockQueueHandle, QueuedSpinLock, SpinLock},
+    kernel::{DispatchLevel, QueuedSpinLock, SpinLock},
 };
 
 /// Lock class of the plain ledger's lock (names it in validator reports).
@@ -23,19 +20,17 @@ pub static PLAIN_LEDGER_CLASS: LockClass = LockClass::new("dpclock.ledger.plain"
 /// Lock class of the queued ledger's lock.
 pub static QUEUED_LEDGER_CLASS: LockClass = LockClass::new("dpclock.ledger.queued");
 
-/// Fields that only stay consistent if no two updates run at once: an update
-/// count per path, their total, and a checksum over every update's count.
-///
-/// They are atomics only so that the unlocked control can race on them
-/// without undefined behaviour; each update reads and writes them
-/// separately, so nothing makes an update atomic except holding the lock.
-/// (Under a lock, relaxed loads and stores compile to plain moves.)
+/// What every path updates: an update count per path, their total, and a
+/// checksum over every update's count. The fields only stay consistent if
+/// no two updates run at once, and nothing makes an update atomic except
+/// holding the lock: they are plain integers, changed through `&mut self`,
+/// which the lock hands out to one holder at a time.
 pub struct Ledger {
-    updates: [AtomicU64; PATH_COUNT],
-    total: AtomicU64,
-    checksum: AtomicU64,
+    updates: [u64; PATH_COUNT],
+    total: u64,
+    checksum: u64,
     /// Where the simulated work leaves its result, so it is not optimized away.
-    scratch: AtomicU64,
+    scratch: u64,
 }
 
 /// One ledger's state at one moment.
@@ -45,7 +40,66 @@ pub struct Snapshot {
     pub checksum: u64,
 }
 
+/// The arithmetic of one update from `path`, given the path's count and the
+/// scratch value before it: the new count, the new scratch value (after
+/// `work` units of computation) and the checksum term. Shared by the locked
+/// ledger and the racy control, so that both do exactly the same updates.
+fn step(path: Path, count: u64, scratch: u64, work: u32) -> (u64, u64, u64) {
+    let count = count + 1;
+    let mut x = scratch;
+    for _ in 0..work {
+        x = x.wrapping_mul(0x5851_F42D_4C95_7F2D).wrapping_add(count);
+    }
+    (count, x, update_mix(path as u32, count))
+}
+
 impl Ledger {
+    const fn new() -> Self {
+        Self {
+            updates: [0; PATH_COUNT],
+            total: 0,
+            checksum: 0,
+            scratch: 0,
+        }
+    }
+
+    /// One update from `path`, doing `work` units of computation between
+    /// reading the path's count and writing it back.
+    fn update(&mut self, path: Path, work: u32) {
+        let index = path as usize;
+        let (count, scratch, mix) = step(path, self.updates[index], self.scratch, work);
+        self.scratch = scratch;
+        self.updates[index] = count;
+        self.total += 1;
+        self.checksum = self.checksum.wrapping_add(mix);
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            updates: self.updates,
+            total: self.total,
+            checksum: self.checksum,
+        }
+    }
+
+    fn clear(&mut self) {
+        *self = Self::new();
+    }
+}
+
+/// The control: the same updates as a [`Ledger`], with no lock, so that the
+/// harness can show it losing them. Its fields are atomics only so that the
+/// race is a lost update and not undefined behaviour: each update still
+/// reads and writes them in separate steps, with the work in between, which
+/// is exactly the window the lock closes.
+struct RacyLedger {
+    updates: [AtomicU64; PATH_COUNT],
+    total: AtomicU64,
+    checksum: AtomicU64,
+    scratch: AtomicU64,
+}
+
+impl RacyLedger {
     const fn new() -> Self {
         Self {
             updates: [const { AtomicU64::new(0) }; PATH_COUNT],
@@ -55,25 +109,19 @@ impl Ledger {
         }
     }
 
-    /// One update from `path`, doing `work` units of computation between
-    /// reading the path's count and writing it back: the window in which an
-    /// unprotected concurrent update is lost.
     fn update(&self, path: Path, work: u32) {
         let index = path as usize;
-        let count = self.updates[index].load(Relaxed) + 1;
-        let mut x = self.scratch.load(Relaxed);
-        for _ in 0..work {
-            x = x.wrapping_mul(0x5851_F42D_4C95_7F2D).wrapping_add(count);
-        }
-        self.scratch.store(x, Relaxed);
+        let (count, scratch, mix) = step(
+            path,
+            self.updates[index].load(Relaxed),
+            self.scratch.load(Relaxed),
+            work,
+        );
+        self.scratch.store(scratch, Relaxed);
         self.updates[index].store(count, Relaxed);
         self.total.store(self.total.load(Relaxed) + 1, Relaxed);
-        self.checksum.store(
-            self.checksum
-                .load(Relaxed)
-                .wrapping_add(update_mix(path as u32, count)),
-            Relaxed,
-        );
+        self.checksum
+            .store(self.checksum.load(Relaxed).wrapping_add(mix), Relaxed);
     }
 
     fn snapshot(&self) -> Snapshot {
@@ -126,7 +174,7 @@ pub struct Ledgers {
     queued: QueuedSpinLock<Ledger>,
     /// The control: the same updates with no lock. A test aid, refused
     /// unless enabled (see `AllowUnlockedControl` in docs/protocol.md).
-    unlocked: Ledger,
+    unlocked: RacyLedger,
     counters: [Counters; 3],
 }
 
@@ -135,7 +183,7 @@ impl Ledgers {
         Self {
             plain: SpinLock::new(Ledger::new(), &PLAIN_LEDGER_CLASS),
             queued: QueuedSpinLock::new(Ledger::new(), &QUEUED_LEDGER_CLASS),
-            unlocked: Ledger::new(),
+            unlocked: RacyLedger::new(),
             counters: [const { Counters::new() }; 3],
         }
     }
@@ -156,36 +204,38 @@ impl Ledgers {
         at: Option<&DispatchLevel>,
     ) -> Outcome {
         let mut contended = 0_u64;
+        // A racy look at the lock word just before each acquisition counts
+        // the acquisitions that will have to wait.
+        let mut busy = |locked: Option<bool>| contended += u64::from(locked == Some(true));
         match (kind, at) {
             (LockKind::Plain, None) => {
                 for _ in 0..iterations {
-                    contended += u64::from(self.plain.is_locked() == Some(true));
-                    let ledger = self.plain.lock(); // KeAcquireSpinLock
-                    ledger.update(path, work);
-                } // KeReleaseSpinLock, restoring the caller's IRQL
+                    busy(self.plain.is_locked());
+                    // KeAcquireSpinLock … KeReleaseSpinLock, restoring the IRQL.
+                    self.plain.with(|ledger| ledger.update(path, work));
+                }
             }
             (LockKind::Plain, Some(at)) => {
                 for _ in 0..iterations {
-                    contended += u64::from(self.plain.is_locked() == Some(true));
-                    let ledger = self.plain.lock_at_dpc_level(at); // KeAcquireSpinLockAtDpcLevel
+                    busy(self.plain.is_locked());
+                    let mut ledger = self.plain.lock_at_dpc_level(at); // KeAcquireSpinLockAtDpcLevel
                     ledger.update(path, work);
-                } // KeReleaseSpinLockFromDpcLevel
+                } // KeReleaseSpinLockFromDpcLevel, as `ledger` drops
             }
             (LockKind::Queued, None) => {
-                let mut handle = pin!(LockQueueHandle::new());
                 for _ in 0..iterations {
-                    contended += u64::from(self.queued.is_locked() == Some(true));
-                    let ledger = self.queued.lock(handle.as_mut()); // KeAcquireInStackQueuedSpinLock
-                    ledger.update(path, work);
-                } // KeReleaseInStackQueuedSpinLock
+                    busy(self.queued.is_locked());
+                    // KeAcquireInStackQueuedSpinLock … KeReleaseInStackQueuedSpinLock.
+                    self.queued.with(|ledger| ledger.update(path, work));
+                }
             }
             (LockKind::Queued, Some(at)) => {
-                let mut handle = pin!(LockQueueHandle::new());
                 for _ in 0..iterations {
-                    contended += u64::from(self.queued.is_locked() == Some(true));
-                    let ledger = self.queued.lock_at_dpc_level(handle.as_mut(), at);
-                    ledger.update(path, work);
-                } // KeReleaseInStackQueuedSpinLockFromDpcLevel
+                    busy(self.queued.is_locked());
+                    // The same at DISPATCH_LEVEL: the AtDpcLevel/FromDpcLevel pair.
+                    self.queued
+                        .with_at_dpc_level(at, |ledger| ledger.update(path, work));
+                }
             }
             (LockKind::Unlocked, _) => {
                 for _ in 0..iterations {
@@ -205,10 +255,12 @@ impl Ledgers {
     /// Each ledger, read under its lock, with its counters.
     pub fn stats(&self) -> [LedgerStats; 3] {
         LockKind::ALL.map(|kind| {
-            // Copy under the lock; build the report after releasing it.
+            // Copy under the lock; build the report after releasing it. An
+            // inspection, so that reading the hold-time statistics does not
+            // add to them.
             let snapshot = match kind {
-                LockKind::Plain => self.plain.lock().snapshot(),
-                LockKind::Queued => self.queued.lock(pin!(LockQueueHandle::new())).snapshot(),
+                LockKind::Plain => self.plain.inspect(|ledger| ledger.snapshot()),
+                LockKind::Queued => self.queued.inspect(|ledger| ledger.snapshot()),
                 LockKind::Unlocked => self.unlocked.snapshot(),
             };
             let counters = &self.counters[kind.index()];
@@ -225,8 +277,8 @@ impl Ledgers {
 
     /// Zeroes the ledgers (each under its lock) and the counters.
     pub fn reset(&self) {
-        self.plain.lock().clear();
-        self.queued.lock(pin!(LockQueueHandle::new())).clear();
+        self.plain.with(Ledger::clear);
+        self.queued.with(Ledger::clear);
         self.unlocked.clear();
         for counters in &self.counters {
             for counter in counters.performed.iter().chain([&counters.contended]) {
@@ -270,17 +322,21 @@ fn hold_stats(_: LockKind) -> dpclock_ioctl::HoldStats {
 /// driver's host unit tests; the lock plays no part in the rule itself).
 #[cfg(test)]
 pub fn check_update_rule_against_protocol() {
-    let ledger = Ledger::new();
+    let mut ledger = Ledger::new();
+    let racy = RacyLedger::new();
     let mut counts = [0_u64; PATH_COUNT];
     for step in 0..1000_u32 {
         let path = Path::ALL[(step as usize * 7) % PATH_COUNT];
         ledger.update(path, step % 5);
+        racy.update(path, step % 5);
         counts[path as usize] += 1;
     }
-    let snapshot = ledger.snapshot();
-    assert_eq!(snapshot.updates, counts);
-    assert_eq!(snapshot.total, counts.iter().sum::<u64>());
-    assert_eq!(snapshot.checksum, dpclock_ioctl::expected_checksum(&counts));
+    for snapshot in [ledger.snapshot(), racy.snapshot()] {
+        assert_eq!(snapshot.updates, counts);
+        assert_eq!(snapshot.total, counts.iter().sum::<u64>());
+        assert_eq!(snapshot.checksum, dpclock_ioctl::expected_checksum(&counts));
+    }
     ledger.clear();
-    assert_eq!(ledger.snapshot().total, 0);
+    racy.clear();
+    assert_eq!((ledger.snapshot().total, racy.snapshot().total), (0, 0));
 }

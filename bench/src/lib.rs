@@ -1,5 +1,5 @@
 //! Pairs of functions that do the same thing, once with the raw kernel calls
-//! and once with kspin's guards. `cargo xtask bench` compiles this crate for
+//! and once with kspin's scoped acquisitions or guards. `cargo xtask bench` compiles this crate for
 //! `x86_64-pc-windows-msvc` in release (feature `codegen`, and again with
 //! `checked`), disassembles the object, and compares the instruction count
 //! of each pair: with the validator off, a guard should cost nothing.
@@ -12,9 +12,9 @@
 #![cfg(feature = "codegen")]
 #![allow(clippy::missing_safety_doc)]
 
-use core::{cell::UnsafeCell, pin::pin, sync::atomic::AtomicUsize};
+use core::{cell::UnsafeCell, mem::MaybeUninit, sync::atomic::AtomicUsize};
 
-use kspin::kernel::{DispatchLevel, LockQueueHandle, QueuedSpinLock, SpinLock, ffi};
+use kspin::kernel::{DispatchLevel, Kernel, QueuedSpinLock, SpinLock, ffi};
 
 /// What the raw versions lock: a `KSPIN_LOCK` and a `u64`, like the guards' `Lock<u64, _>`.
 #[repr(C)]
@@ -38,7 +38,7 @@ pub unsafe extern "C" fn raw_raising(lock: &RawLock) {
 
 #[unsafe(no_mangle)]
 pub extern "C" fn guard_raising(lock: &SpinLock<u64>) {
-    *lock.lock() += 1;
+    lock.with(|data| *data += 1);
 }
 
 #[unsafe(no_mangle)]
@@ -56,38 +56,63 @@ pub extern "C" fn guard_at_dpc_level(lock: &SpinLock<u64>, at: &DispatchLevel) {
     *lock.lock_at_dpc_level(at) += 1;
 }
 
+/// The same pair through the scoped form (`with_at_dpc_level`).
+#[unsafe(no_mangle)]
+pub extern "C" fn guard_at_dpc_level_scoped(lock: &SpinLock<u64>, at: &DispatchLevel) {
+    lock.with_at_dpc_level(at, |data| *data += 1);
+}
+
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn raw_queued(lock: &RawLock) {
-    let mut handle = ffi::KLOCK_QUEUE_HANDLE::default();
+    // As in C: `KLOCK_QUEUE_HANDLE handle;` on the stack, filled in by the acquire.
+    let mut handle = MaybeUninit::<ffi::KLOCK_QUEUE_HANDLE>::uninit();
     // SAFETY: as above; the handle stays put on this frame while held.
     unsafe {
-        ffi::KeAcquireInStackQueuedSpinLock(lock.lock.as_ptr(), &raw mut handle);
+        ffi::KeAcquireInStackQueuedSpinLock(lock.lock.as_ptr(), handle.as_mut_ptr());
         *lock.data.get() += 1;
-        ffi::KeReleaseInStackQueuedSpinLock(&raw mut handle);
+        ffi::KeReleaseInStackQueuedSpinLock(handle.as_mut_ptr());
     }
 }
 
 #[unsafe(no_mangle)]
 pub extern "C" fn guard_queued(lock: &QueuedSpinLock<u64>) {
-    let mut handle = pin!(LockQueueHandle::new());
-    *lock.lock(handle.as_mut()) += 1;
+    lock.with(|data| *data += 1);
 }
 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn raw_queued_at_dpc_level(lock: &RawLock) {
-    let mut handle = ffi::KLOCK_QUEUE_HANDLE::default();
+    let mut handle = MaybeUninit::<ffi::KLOCK_QUEUE_HANDLE>::uninit();
     // SAFETY: as above; the caller runs at DISPATCH_LEVEL.
     unsafe {
-        ffi::KeAcquireInStackQueuedSpinLockAtDpcLevel(lock.lock.as_ptr(), &raw mut handle);
+        ffi::KeAcquireInStackQueuedSpinLockAtDpcLevel(lock.lock.as_ptr(), handle.as_mut_ptr());
         *lock.data.get() += 1;
-        ffi::KeReleaseInStackQueuedSpinLockFromDpcLevel(&raw mut handle);
+        ffi::KeReleaseInStackQueuedSpinLockFromDpcLevel(handle.as_mut_ptr());
     }
 }
 
 #[unsafe(no_mangle)]
 pub extern "C" fn guard_queued_at_dpc_level(lock: &QueuedSpinLock<u64>, at: &DispatchLevel) {
-    let mut handle = pin!(LockQueueHandle::new());
-    *lock.lock_at_dpc_level(handle.as_mut(), at) += 1;
+    lock.with_at_dpc_level(at, |data| *data += 1);
+}
+
+/// `KeRaiseIrql(DISPATCH_LEVEL, &old)` … `KeLowerIrql(old)`, which the x64
+/// WDK headers inline as reads and writes of cr8.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn raw_raise_irql(data: &mut u64) {
+    let old: u64;
+    // SAFETY: kernel mode; raise to DISPATCH_LEVEL, then restore.
+    unsafe {
+        core::arch::asm!("mov {}, cr8", out(reg) old, options(nomem, nostack, preserves_flags));
+        core::arch::asm!("mov cr8, {}", in(reg) 2_u64, options(nostack, preserves_flags));
+    }
+    *data += 1;
+    // SAFETY: lowering back to the IRQL read above.
+    unsafe { core::arch::asm!("mov cr8, {}", in(reg) old & 0xff, options(nostack, preserves_flags)) };
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn guard_raise_irql(data: &mut u64) {
+    kspin::at_dispatch_level::<Kernel, _>(|_| *data += 1);
 }
 
 #[cfg(not(test))]

@@ -2,8 +2,11 @@
 //! `target/bench/report.json` and `target/bench/report.md`.
 //!
 //! 1. **Zero cost.** The raw-call/guard pairs of `bench/src/lib.rs`,
-//!    compiled for the driver's target in release, disassembled with
-//!    llvm-objdump; instruction counts compared (free and checked builds).
+//!    compiled for the driver's target in release (with function merging
+//!    off, so that a guard identical to its raw twin keeps its own symbol),
+//!    disassembled with llvm-objdump; instruction counts compared (free and
+//!    checked builds), and the free build's disassembly of every pair put in
+//!    the report.
 //! 2. **Lock against IOCTL cost, and plain against queued**, in Wine:
 //!    `dpclockctl bench` against the free driver, then against the checked
 //!    driver for hold times.
@@ -85,8 +88,9 @@ fn obj(fields: Vec<(&str, Json)>) -> Json {
     Json::Obj(fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
 }
 
-/// Instruction counts of each function of an object file.
-fn instruction_counts(object: &Path) -> Result<BTreeMap<String, usize>> {
+/// The instructions of each function of an object file, as llvm-objdump
+/// prints them (without addresses).
+fn disassembly(object: &Path) -> Result<BTreeMap<String, Vec<String>>> {
     let output = Command::new("llvm-objdump")
         .args(["-d", "--no-show-raw-insn"])
         .arg(object)
@@ -95,7 +99,7 @@ fn instruction_counts(object: &Path) -> Result<BTreeMap<String, usize>> {
     if !output.status.success() {
         return Err(fail!("llvm-objdump failed on {}", display(object)));
     }
-    let mut counts = BTreeMap::new();
+    let mut functions = BTreeMap::new();
     let mut current: Option<String> = None;
     for line in String::from_utf8_lossy(&output.stdout).lines() {
         let trimmed = line.trim();
@@ -105,19 +109,22 @@ fn instruction_counts(object: &Path) -> Result<BTreeMap<String, usize>> {
             .map(|(_, n)| n)
         {
             current = Some(name.to_owned());
-            counts.insert(name.to_owned(), 0);
+            functions.insert(name.to_owned(), Vec::new());
         } else if trimmed.is_empty() {
             current = None;
         } else if let Some(name) = &current
-            && trimmed.contains(':')
+            && let Some((_, instruction)) = trimmed.split_once(':')
             && !trimmed.ends_with("int3")
             && !trimmed.ends_with("nop")
         {
             // `address: mnemonic operands`; padding (int3/nop) is not code.
-            *counts.entry(name.clone()).or_insert(0) += 1;
+            functions
+                .entry(name.clone())
+                .or_insert_with(Vec::new)
+                .push(instruction.trim().replace('\t', " "));
         }
     }
-    Ok(counts)
+    Ok(functions)
 }
 
 /// Builds the pairs crate for the driver's target and returns its object.
@@ -148,7 +155,9 @@ fn codegen_object(checked: bool) -> Result<PathBuf> {
             "-Zbuild-std-features=compiler-builtins-mem",
         ])
         .args(["--features", if checked { "checked" } else { "codegen" }])
-        .args(["--", "--emit=obj"]);
+        // Without this, LLVM folds a guard that is identical to its raw twin
+        // into an alias of it, and the guard has no code of its own to count.
+        .args(["--", "--emit=obj", "-Zmerge-functions=disabled"]);
     run(&mut command)?;
     let deps = dir.join(DRIVER_TARGET).join("release").join("deps");
     let newest = fs::read_dir(&deps)
@@ -164,47 +173,80 @@ fn codegen_object(checked: bool) -> Result<PathBuf> {
     newest.ok_or_else(|| fail!("no dpclock_bench object in {}", display(&deps)))
 }
 
-const PAIRS: [(&str, &str, &str); 4] = [
+const PAIRS: [(&str, &str, &str); 6] = [
     (
-        "raising (KeAcquireSpinLock / KeReleaseSpinLock)",
+        "raising: `with` (KeAcquireSpinLock / KeReleaseSpinLock)",
         "raw_raising",
         "guard_raising",
     ),
     (
-        "at DPC level (AtDpcLevel / FromDpcLevel)",
+        "at DPC level: `DpcGuard` (AtDpcLevel / FromDpcLevel)",
         "raw_at_dpc_level",
         "guard_at_dpc_level",
     ),
-    ("in-stack queued", "raw_queued", "guard_queued"),
     (
-        "in-stack queued at DPC level",
+        "at DPC level: `with_at_dpc_level`",
+        "raw_at_dpc_level",
+        "guard_at_dpc_level_scoped",
+    ),
+    ("in-stack queued: `with`", "raw_queued", "guard_queued"),
+    (
+        "in-stack queued at DPC level: `with_at_dpc_level`",
         "raw_queued_at_dpc_level",
         "guard_queued_at_dpc_level",
     ),
+    (
+        "`at_dispatch_level` (KeRaiseIrql / KeLowerIrql)",
+        "raw_raise_irql",
+        "guard_raise_irql",
+    ),
 ];
+
+/// The free build's instruction count of each pair: label, raw, kspin.
+///
+/// # Errors
+///
+/// If the pairs do not build or a function is missing from the object.
+pub fn zero_cost_counts() -> Result<Vec<(&'static str, usize, usize)>> {
+    let free = disassembly(&codegen_object(false)?)?;
+    let count = |name: &str| {
+        free.get(name)
+            .map(Vec::len)
+            .ok_or_else(|| fail!("{name} not found in the disassembly"))
+    };
+    PAIRS
+        .iter()
+        .map(|&(label, raw, guard)| Ok((label, count(raw)?, count(guard)?)))
+        .collect()
+}
 
 struct ZeroCost {
     rows: Vec<(&'static str, usize, usize, usize)>,
+    /// The free build's disassembly of each pair: label, raw, guard.
+    listings: Vec<(&'static str, Vec<String>, Vec<String>)>,
     guard_extra: i64,
     checked_extra: i64,
 }
 
 fn zero_cost() -> Result<ZeroCost> {
-    let free = instruction_counts(&codegen_object(false)?)?;
-    let checked = instruction_counts(&codegen_object(true)?)?;
-    let count = |map: &BTreeMap<String, usize>, name: &str| {
+    let free = disassembly(&codegen_object(false)?)?;
+    let checked = disassembly(&codegen_object(true)?)?;
+    let code = |map: &BTreeMap<String, Vec<String>>, name: &str| {
         map.get(name)
-            .copied()
+            .cloned()
             .ok_or_else(|| fail!("{name} not found in the disassembly"))
     };
     let mut rows = Vec::new();
+    let mut listings = Vec::new();
     for (label, raw, guard) in PAIRS {
+        let (raw_code, guard_code) = (code(&free, raw)?, code(&free, guard)?);
         rows.push((
             label,
-            count(&free, raw)?,
-            count(&free, guard)?,
-            count(&checked, guard)?,
+            raw_code.len(),
+            guard_code.len(),
+            code(&checked, guard)?.len(),
         ));
+        listings.push((label, raw_code, guard_code));
     }
     let guard_extra = rows
         .iter()
@@ -218,6 +260,7 @@ fn zero_cost() -> Result<ZeroCost> {
         .unwrap_or(0);
     Ok(ZeroCost {
         rows,
+        listings,
         guard_extra,
         checked_extra,
     })
@@ -488,6 +531,21 @@ pub fn run_all() -> Result<()> {
          The checked build adds up to {} instructions per acquire/release pair (static count, excluding the validator's out-of-line functions).\n",
         zero.guard_extra, zero.checked_extra
     );
+    let _ = writeln!(
+        md,
+        "The free build's code of each pair (llvm-objdump, AT&T syntax; `callq`s are to the kernel routines named in the pair; a guard's data sits 8 bytes further into its `Lock` than the raw version's, after the class pointer):\n"
+    );
+    for (label, raw, guard) in &zero.listings {
+        let _ = writeln!(md, "{label}\n\n```text");
+        let width = raw.iter().map(String::len).max().unwrap_or(0).max(24);
+        let _ = writeln!(md, "{:width$}   kspin", "raw");
+        for row in 0..raw.len().max(guard.len()) {
+            let left = raw.get(row).map_or("", String::as_str);
+            let right = guard.get(row).map_or("", String::as_str);
+            let _ = writeln!(md, "{left:width$}   {right}");
+        }
+        let _ = writeln!(md, "```\n");
+    }
     let _ = writeln!(
         md,
         "## 2. Lock cost against IOCTL cost (Wine, free build, one acquisition per IOCTL, median of {} rounds)\n",

@@ -5,8 +5,10 @@
 //!   into package folders;
 //! * `stress [--checked] [HARNESS FLAGS]`: install the driver in a fresh Wine
 //!   prefix, run `dpclockctl stress`, uninstall;
-//! * `test`: every test (formatting, clippy, host tests, loom, PE checks,
-//!   Wine end-to-end tests);
+//! * `test`: every test (formatting, clippy, host tests, Miri, the checked
+//!   validator's suite 20 times, loom, the zero-cost check, PE checks, Wine
+//!   end-to-end tests);
+//! * `miri`: kspin's host suites under Miri;
 //! * `bench`: the benchmarks, written to target/bench.
 //!
 //! The end-to-end tests in the workspace's `tests/` use this crate as a
@@ -15,6 +17,7 @@
 pub mod bench;
 pub mod cross;
 pub mod deps;
+pub mod kspin_checks;
 pub mod process;
 pub mod wine;
 

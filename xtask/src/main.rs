@@ -8,7 +8,7 @@ use std::{
 };
 
 use xtask::{
-    COMMAND_TIMEOUT, cross, deps, fail,
+    COMMAND_TIMEOUT, cross, deps, fail, kspin_checks,
     process::{Result, display, run},
     wine::Session,
 };
@@ -22,6 +22,8 @@ usage: cargo xtask <command>
                         install the driver under Wine, run `dpclockctl stress FLAGS`,
                         uninstall; the exit status is the harness's
   test                  run every test (what CI runs)
+  miri                  kspin's host suites under Miri (installs Miri with rustup if missing)
+  zero-cost             check that every kspin acquisition compiles to exactly the raw calls
   bench                 run the benchmarks; writes target/bench/report.{md,json}
 ";
 
@@ -34,6 +36,8 @@ fn main() -> ExitCode {
         "build" => build(&rest).map(|()| 0),
         "stress" => stress(rest),
         "test" => test(),
+        "miri" => kspin_checks::miri().map(|()| 0),
+        "zero-cost" => kspin_checks::zero_cost().map(|()| 0),
         "bench" => bench(),
         "" | "help" | "--help" | "-h" => {
             print!("{USAGE}");
@@ -213,14 +217,22 @@ fn all_tests(steps: &mut Steps) -> Result<()> {
     steps.step("host tests of every crate", || {
         for line in [
             "test --workspace --exclude dpclock",
-            "test -p kspin --features checked --test checked",
-            "test -p kspin --release --features checked --test checked --test guards",
+            "test -p kspin --release --test guards --test safe_code",
+            "test -p kspin --features checked --test guards --test safe_code",
             "test -p dpclock --lib --test build_flavors",
         ] {
             run(&mut cargo_line(line))?;
         }
         Ok(())
     })?;
+    steps.step(
+        "kspin's checked validator suite, 20 runs in a row (debug and release)",
+        || kspin_checks::checked_repeatedly(cargo, 20),
+    )?;
+    steps.step(
+        "Miri: kspin's guards, safe-code attacks and validator",
+        kspin_checks::miri,
+    )?;
     steps.step("loom model checks (LOOM_MAX_PREEMPTIONS=2)", || {
         let mut loom = cargo_line("test -p kspin --test loom --release");
         loom.env("RUSTFLAGS", "--cfg loom")
@@ -228,6 +240,10 @@ fn all_tests(steps: &mut Steps) -> Result<()> {
             .env("CARGO_TARGET_DIR", cross::target_dir().join("loom"));
         run(&mut loom)
     })?;
+    steps.step(
+        "zero cost: kspin against the raw calls, instruction for instruction",
+        kspin_checks::zero_cost,
+    )?;
     steps.step(
         "cross builds (dpclock.sys free and checked, dpclockctl.exe)",
         || cross::build(cross::Profile::Release).map(|_| ()),

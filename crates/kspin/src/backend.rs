@@ -28,7 +28,9 @@ pub unsafe trait Backend: Sized + 'static {
 
     /// Storage for one acquisition that must not move while the lock is held:
     /// `()` for executive and video port locks, the `KLOCK_QUEUE_HANDLE` for
-    /// in-stack queued locks.
+    /// in-stack queued locks. kspin keeps it on the stack frame of the
+    /// acquiring function (as Microsoft recommends for queued locks), hands
+    /// it to the acquire uninitialized, and releases before that frame ends.
     type Handle;
 
     /// What the raising acquire returns for its release: the previous IRQL,
@@ -39,8 +41,9 @@ pub unsafe trait Backend: Sized + 'static {
     ///
     /// # Safety
     ///
-    /// `handle` must be valid for writes and stay at its address until the
-    /// matching [`Backend::release`]; the current thread must not hold `state`.
+    /// `handle` must be valid for writes (it may be uninitialized: the
+    /// acquire initializes it) and stay at its address until the matching
+    /// [`Backend::release`]; the current thread must not hold `state`.
     unsafe fn acquire(state: &Self::State, handle: *mut Self::Handle) -> Self::Saved;
 
     /// Releases a lock taken with [`Backend::acquire`], restoring the IRQL.
@@ -71,16 +74,6 @@ pub unsafe trait Backend: Sized + 'static {
     /// `Some(true)` if some processor held the lock at the moment of the read,
     /// `None` where the family keeps its state opaque.
     fn is_locked(state: &Self::State) -> Option<bool>;
-
-    /// The IRQL that [`Backend::release`] restores, given what the raising
-    /// acquire left in `handle` and returned as `saved` (used by the
-    /// validator to catch a release that would drop below `DISPATCH_LEVEL`
-    /// while other spin locks are still held).
-    ///
-    /// # Safety
-    ///
-    /// `handle` is the handle of a raising acquisition that is still held.
-    unsafe fn saved_irql(handle: *const Self::Handle, saved: Self::Saved) -> crate::Irql;
 
     /// Frees what creating `state` allocated (`VideoPortDeleteSpinLock`).
     ///

@@ -1,30 +1,44 @@
 //! The validator (feature `checked`), in the spirit of Linux's lockdep and
 //! Windows' Driver Verifier.
 //!
-//! * **Owner tracking.** Each lock records the thread holding it. Acquiring a
-//!   lock the thread already holds would spin forever; the validator counts
-//!   it and fail-stops instead (a bugcheck with code `KSPN` in the kernel, a
-//!   panic on the host). A release by another thread is counted.
+//! * **Owner tracking.** Each lock records the thread holding it (the
+//!   `KTHREAD` in the kernel, which is distinct for every thread including
+//!   each processor's idle thread; a number never reused on the host).
+//!   Acquiring a lock the thread already holds would spin forever; the
+//!   validator counts it and fail-stops instead (a bugcheck with code `KSPN`
+//!   in the kernel, a panic on the host). A release by another thread is
+//!   counted.
 //! * **IRQL assertions.** The raising acquire must run at or below
 //!   `DISPATCH_LEVEL`, the `AtDpcLevel` acquire and every release at
-//!   `DISPATCH_LEVEL`; and a raising release must not drop the IRQL below
-//!   `DISPATCH_LEVEL` while the thread still holds other spin locks (raising
-//!   guards released out of order). Where the platform cannot read the IRQL
-//!   (Wine), these checks are skipped and [`Report::irql_checks`] says so.
-//! * **Lock order.** Locks belong to classes ([`LockClass`]); acquiring a
-//!   class while holding another records an edge in a class graph, and an
-//!   acquisition that closes a cycle (A→B somewhere, B→A here) is counted as
-//!   an inversion, before any deadlock happens.
+//!   `DISPATCH_LEVEL`. Where the platform cannot read the IRQL (Wine), these
+//!   checks are skipped and [`Report::irql_checks`] says so.
+//! * **Lock order.** Locks belong to classes ([`LockClass`]), and an
+//!   acquisition may name a subclass ([`crate::Lock::nested`]). Acquiring one
+//!   class/subclass while holding another records an edge in an order graph;
+//!   an acquisition that closes a cycle (A→B somewhere, B→A here) is counted
+//!   as an inversion, before any deadlock happens. Holding two locks of the
+//!   same class and subclass is counted too (lockdep's "possible recursive
+//!   locking"): two processors nesting them in opposite orders deadlock.
+//! * **Scopes and leaks.** The raised scopes ([`crate::at_dispatch_level`],
+//!   [`crate::Lock::with`]) and DPC routines are tracked with the locks. When
+//!   a thread's outermost scope ends (its IRQL is about to drop below
+//!   `DISPATCH_LEVEL`, or its DPC routine returns) with a lock taken inside
+//!   it still held, a guard was leaked: that is counted in
+//!   [`Violations::held_at_scope_end`] and named by [`last_held_at_scope_end`].
 //! * **Hold times.** Each class keeps the count, total and maximum hold time,
 //!   a log2 histogram, and the count of holds over the 25 µs that Microsoft's
 //!   guidance allows, as a plain `#[repr(C)]` [`HoldStats`] a driver can copy
 //!   out to user mode.
 //!
 //! All state is fixed-size and lock-free (atomics only), so the checks run at
-//! `DISPATCH_LEVEL` without allocating or logging. Violations are counted,
-//! never printed: a driver reports them once it holds no lock.
+//! `DISPATCH_LEVEL` without allocating or logging. When a table is full the
+//! acquisition goes unchecked and is counted in [`Violations::untracked`],
+//! never silently. The bookkeeping of a release is done before the raw
+//! release, so a release that fails (a host-backend bugcheck panic) leaves
+//! it consistent. Violations are counted, never printed: a driver reports
+//! them once it holds no lock.
 
-use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use crate::{
     class::LockClass,
@@ -39,10 +53,12 @@ pub const HOLD_GUIDANCE_NS: u64 = 25_000;
 /// `2^i..2^(i+1)` nanoseconds (bucket 0 also counts 0 ns, the last one
 /// everything longer).
 pub const HISTOGRAM_BUCKETS: usize = 32;
-/// Classes the order graph can track; later classes are not order-checked.
-pub const MAX_CLASSES: usize = 64;
-/// Locks that can be held at once, system-wide, for order checking.
-pub const MAX_HELD: usize = 64;
+/// Nodes of the order graph: one per class and subclass in use.
+pub const MAX_NODES: usize = 64;
+/// Subclasses a class can have (`0..MAX_SUBCLASSES`).
+pub const MAX_SUBCLASSES: usize = 8;
+/// Held locks and open scopes tracked at once, system-wide.
+pub const MAX_HELD: usize = 128;
 
 /// Hold-time statistics of one lock class.
 #[repr(C)]
@@ -68,15 +84,20 @@ pub struct Violations {
     pub recursive_acquires: u64,
     /// Releases by a thread other than the one that acquired.
     pub foreign_releases: u64,
-    /// Acquisitions that closed a cycle in the class order graph.
+    /// Acquisitions that closed a cycle in the order graph.
     pub order_inversions: u64,
+    /// Acquisitions of a class and subclass the thread already held another
+    /// lock of.
+    pub same_class_nesting: u64,
     /// Acquisitions at the wrong IRQL.
     pub irql_at_acquire: u64,
-    /// Releases at the wrong IRQL.
+    /// Releases, and ends of raised or DPC scopes, at the wrong IRQL.
     pub irql_at_release: u64,
-    /// Raising releases that dropped below `DISPATCH_LEVEL` while the thread
-    /// still held other spin locks.
-    pub release_order: u64,
+    /// Locks still held when the outermost scope that took them ended: a
+    /// leaked guard, whose lock now stays held.
+    pub held_at_scope_end: u64,
+    /// Acquisitions or scopes not checked because a table was full.
+    pub untracked: u64,
 }
 
 /// What the validator has seen, for copying out to user mode.
@@ -86,7 +107,7 @@ pub struct Report {
     /// 1 if IRQL assertions ran, 0 if the platform cannot read the IRQL
     /// ([`IrqlModel::NotModelled`]) and they were skipped.
     pub irql_checks: u32,
-    /// Lock classes the order graph knows.
+    /// Nodes (class and subclass) the order graph knows.
     pub classes: u32,
     /// The counters.
     pub violations: Violations,
@@ -94,8 +115,8 @@ pub struct Report {
 
 /// The validator's state and statistics for one lock class.
 pub(crate) struct ClassState {
-    /// 1-based index in the order graph; 0 until first acquired.
-    id: AtomicU32,
+    /// Order-graph node + 1 of each subclass; 0 until first acquired.
+    nodes: [AtomicU32; MAX_SUBCLASSES],
     count: AtomicU64,
     total_ns: AtomicU64,
     max_ns: AtomicU64,
@@ -103,17 +124,20 @@ pub(crate) struct ClassState {
     histogram: [AtomicU64; HISTOGRAM_BUCKETS],
 }
 
+#[allow(clippy::declare_interior_mutable_const)]
+const ZERO_U64: AtomicU64 = AtomicU64::new(0);
+#[allow(clippy::declare_interior_mutable_const)]
+const ZERO_U32: AtomicU32 = AtomicU32::new(0);
+
 impl ClassState {
     pub(crate) const fn new() -> Self {
-        #[allow(clippy::declare_interior_mutable_const)]
-        const ZERO: AtomicU64 = AtomicU64::new(0);
         Self {
-            id: AtomicU32::new(0),
-            count: ZERO,
-            total_ns: ZERO,
-            max_ns: ZERO,
-            over_guidance: ZERO,
-            histogram: [ZERO; HISTOGRAM_BUCKETS],
+            nodes: [ZERO_U32; MAX_SUBCLASSES],
+            count: ZERO_U64,
+            total_ns: ZERO_U64,
+            max_ns: ZERO_U64,
+            over_guidance: ZERO_U64,
+            histogram: [ZERO_U64; HISTOGRAM_BUCKETS],
         }
     }
 
@@ -167,36 +191,67 @@ impl Owner {
 /// How a lock is being acquired or released.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mode {
+    /// The raising routine, around a scope ([`crate::Lock::with`]).
     Raising,
+    /// The `AtDpcLevel` routine.
     AtDpcLevel,
 }
 
-/// What the validator remembers about one acquisition until its release.
+/// What the validator remembers about one acquisition or scope until its
+/// end.
 pub(crate) struct Ticket {
-    held_slot: Option<usize>,
+    /// The table slot, or `NO_SLOT` if the table was full.
+    slot: usize,
+    /// Position in the global order of entries (younger entries are larger).
+    seq: u64,
     start_ns: u64,
+    /// Whether the hold time goes into the class's statistics.
+    measured: bool,
+}
+
+const NO_SLOT: usize = usize::MAX;
+
+/// One tracked entry: a held lock, or an open scope. Only the owning thread
+/// writes the fields after claiming `owner`, and only it reads them.
+struct Slot {
+    /// The thread, 0 if free.
+    owner: AtomicUsize,
+    seq: AtomicU64,
+    /// The lock's class (null for a scope without a lock).
+    class: AtomicPtr<LockClass>,
+    subclass: AtomicU32,
+    /// Order-graph node + 1 (0: none).
+    node: AtomicU32,
+    /// Whether the entry opens a scope (a DPC routine, `at_dispatch_level`,
+    /// or the raising `Lock::with`).
+    scope: AtomicBool,
 }
 
 #[allow(clippy::declare_interior_mutable_const)]
-const ZERO_U64: AtomicU64 = AtomicU64::new(0);
-#[allow(clippy::declare_interior_mutable_const)]
-const ZERO_USIZE: AtomicUsize = AtomicUsize::new(0);
-#[allow(clippy::declare_interior_mutable_const)]
-const ZERO_U32: AtomicU32 = AtomicU32::new(0);
+const FREE_SLOT: Slot = Slot {
+    owner: AtomicUsize::new(0),
+    seq: ZERO_U64,
+    class: AtomicPtr::new(core::ptr::null_mut()),
+    subclass: ZERO_U32,
+    node: ZERO_U32,
+    scope: AtomicBool::new(false),
+};
 
-static NEXT_CLASS_ID: AtomicU32 = AtomicU32::new(1);
-/// `EDGES[a]` has bit `b` set once class `b` was acquired while `a` was held.
-static EDGES: [AtomicU64; MAX_CLASSES] = [ZERO_U64; MAX_CLASSES];
-/// Locks held right now: owner thread (0 = free slot) and class index + 1.
-static HELD_OWNER: [AtomicUsize; MAX_HELD] = [ZERO_USIZE; MAX_HELD];
-static HELD_CLASS: [AtomicU32; MAX_HELD] = [ZERO_U32; MAX_HELD];
+static SLOTS: [Slot; MAX_HELD] = [FREE_SLOT; MAX_HELD];
+static NEXT_SEQ: AtomicU64 = AtomicU64::new(1);
+static NEXT_NODE: AtomicU32 = AtomicU32::new(0);
+/// `EDGES[a]` has bit `b` set once node `b` was acquired while `a` was held.
+static EDGES: [AtomicU64; MAX_NODES] = [ZERO_U64; MAX_NODES];
+static LAST_HELD_AT_SCOPE_END: AtomicPtr<LockClass> = AtomicPtr::new(core::ptr::null_mut());
 
 static RECURSIVE_ACQUIRES: AtomicU64 = AtomicU64::new(0);
 static FOREIGN_RELEASES: AtomicU64 = AtomicU64::new(0);
 static ORDER_INVERSIONS: AtomicU64 = AtomicU64::new(0);
+static SAME_CLASS_NESTING: AtomicU64 = AtomicU64::new(0);
 static IRQL_AT_ACQUIRE: AtomicU64 = AtomicU64::new(0);
 static IRQL_AT_RELEASE: AtomicU64 = AtomicU64::new(0);
-static RELEASE_ORDER: AtomicU64 = AtomicU64::new(0);
+static HELD_AT_SCOPE_END: AtomicU64 = AtomicU64::new(0);
+static UNTRACKED: AtomicU64 = AtomicU64::new(0);
 
 fn count(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
@@ -207,14 +262,16 @@ fn count(counter: &AtomicU64) {
 pub fn report<P: Platform>() -> Report {
     Report {
         irql_checks: u32::from(P::irql_model() == IrqlModel::Modelled),
-        classes: (NEXT_CLASS_ID.load(Ordering::Relaxed) - 1).min(MAX_CLASSES as u32),
+        classes: NEXT_NODE.load(Ordering::Relaxed).min(MAX_NODES as u32),
         violations: Violations {
             recursive_acquires: RECURSIVE_ACQUIRES.load(Ordering::Relaxed),
             foreign_releases: FOREIGN_RELEASES.load(Ordering::Relaxed),
             order_inversions: ORDER_INVERSIONS.load(Ordering::Relaxed),
+            same_class_nesting: SAME_CLASS_NESTING.load(Ordering::Relaxed),
             irql_at_acquire: IRQL_AT_ACQUIRE.load(Ordering::Relaxed),
             irql_at_release: IRQL_AT_RELEASE.load(Ordering::Relaxed),
-            release_order: RELEASE_ORDER.load(Ordering::Relaxed),
+            held_at_scope_end: HELD_AT_SCOPE_END.load(Ordering::Relaxed),
+            untracked: UNTRACKED.load(Ordering::Relaxed),
         },
     }
 }
@@ -225,55 +282,43 @@ pub fn reset_violations() {
         &RECURSIVE_ACQUIRES,
         &FOREIGN_RELEASES,
         &ORDER_INVERSIONS,
+        &SAME_CLASS_NESTING,
         &IRQL_AT_ACQUIRE,
         &IRQL_AT_RELEASE,
-        &RELEASE_ORDER,
+        &HELD_AT_SCOPE_END,
+        &UNTRACKED,
     ] {
         counter.store(0, Ordering::Relaxed);
     }
+    LAST_HELD_AT_SCOPE_END.store(core::ptr::null_mut(), Ordering::Relaxed);
 }
 
-/// The class's index in the order graph, assigning one on first use.
-fn class_index(class: &LockClass) -> Option<usize> {
-    let id = class.checked.id.load(Ordering::Acquire);
+/// The class of the last lock found still held when its scope ended.
+#[must_use]
+pub fn last_held_at_scope_end() -> Option<&'static LockClass> {
+    let class = LAST_HELD_AT_SCOPE_END.load(Ordering::Acquire);
+    // SAFETY: only ever set from a `&'static LockClass` (see `claim`).
+    unsafe { class.cast_const().as_ref() }
+}
+
+/// The order-graph node of `class`/`subclass`, assigning one on first use;
+/// `None` when the graph is full or the subclass out of range.
+fn node_of(class: &LockClass, subclass: u8) -> Option<usize> {
+    let cell = class.checked.nodes.get(usize::from(subclass))?;
+    let id = cell.load(Ordering::Acquire);
     if id != 0 {
         return Some(id as usize - 1);
     }
-    let fresh = NEXT_CLASS_ID.fetch_add(1, Ordering::Relaxed);
-    if fresh as usize > MAX_CLASSES {
-        NEXT_CLASS_ID.fetch_sub(1, Ordering::Relaxed);
+    let fresh = NEXT_NODE.fetch_add(1, Ordering::Relaxed);
+    if fresh as usize >= MAX_NODES {
+        NEXT_NODE.fetch_sub(1, Ordering::Relaxed);
         return None;
     }
-    match class
-        .checked
-        .id
-        .compare_exchange(0, fresh, Ordering::AcqRel, Ordering::Acquire)
-    {
-        Ok(_) => Some(fresh as usize - 1),
+    match cell.compare_exchange(0, fresh + 1, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => Some(fresh as usize),
         // Another processor assigned it first; `fresh` stays unused.
         Err(theirs) => Some(theirs as usize - 1),
     }
-}
-
-/// Classes whose locks `me` holds, as a bit set.
-fn held_classes(me: usize) -> u64 {
-    let mut set = 0;
-    for (owner, class) in HELD_OWNER.iter().zip(&HELD_CLASS) {
-        if owner.load(Ordering::Acquire) == me {
-            let class = class.load(Ordering::Acquire);
-            if class != 0 {
-                set |= 1 << (class - 1);
-            }
-        }
-    }
-    set
-}
-
-fn held_count(me: usize) -> usize {
-    HELD_OWNER
-        .iter()
-        .filter(|owner| owner.load(Ordering::Acquire) == me)
-        .count()
 }
 
 /// Whether the order graph has a path `from` → … → `to`.
@@ -296,11 +341,99 @@ fn reaches(from: usize, to: usize) -> bool {
     false
 }
 
+/// Claims a slot for a new entry of `me`.
+fn claim(me: usize, class: Option<&'static LockClass>, subclass: u8, scope: bool) -> Ticket {
+    let seq = NEXT_SEQ.fetch_add(1, Ordering::Relaxed);
+    let slot = SLOTS.iter().position(|slot| {
+        slot.owner
+            .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    });
+    let Some(index) = slot else {
+        count(&UNTRACKED);
+        return Ticket {
+            slot: NO_SLOT,
+            seq,
+            start_ns: 0,
+            measured: false,
+        };
+    };
+    let slot = &SLOTS[index];
+    let node = class.and_then(|class| node_of(class, subclass));
+    slot.seq.store(seq, Ordering::Relaxed);
+    slot.class.store(
+        class.map_or(core::ptr::null_mut(), |c| core::ptr::from_ref(c).cast_mut()),
+        Ordering::Relaxed,
+    );
+    slot.subclass.store(u32::from(subclass), Ordering::Relaxed);
+    slot.node
+        .store(node.map_or(0, |n| n as u32 + 1), Ordering::Relaxed);
+    slot.scope.store(scope, Ordering::Relaxed);
+    Ticket {
+        slot: index,
+        seq,
+        start_ns: 0,
+        measured: true,
+    }
+}
+
+fn free(ticket: &Ticket) {
+    if let Some(slot) = SLOTS.get(ticket.slot) {
+        slot.owner.store(0, Ordering::Release);
+    }
+}
+
+/// The entries of `me`, with their slots.
+fn entries_of(me: usize) -> impl Iterator<Item = &'static Slot> {
+    SLOTS
+        .iter()
+        .filter(move |slot| slot.owner.load(Ordering::Relaxed) == me)
+}
+
+/// Ends the scope `ticket` of `me`: if it is the thread's outermost open
+/// scope, every lock taken after it and still held was leaked.
+fn end_scope(me: usize, ticket: &Ticket) {
+    let outermost = !entries_of(me).any(|slot| {
+        slot.scope.load(Ordering::Relaxed) && slot.seq.load(Ordering::Relaxed) < ticket.seq
+    });
+    if !outermost {
+        // An inner scope: a lock taken inside it may legitimately outlive
+        // it on the outer scope's proof; the outer scope judges.
+        return;
+    }
+    for slot in entries_of(me) {
+        if slot.seq.load(Ordering::Relaxed) > ticket.seq && !slot.scope.load(Ordering::Relaxed) {
+            count(&HELD_AT_SCOPE_END);
+            LAST_HELD_AT_SCOPE_END.store(slot.class.load(Ordering::Relaxed), Ordering::Release);
+            // The lock stays held; the thread no longer is in any sense that
+            // matters to order checking.
+            slot.owner.store(0, Ordering::Release);
+        }
+    }
+}
+
+/// Opens a scope (`at_dispatch_level`, a DPC routine) on the current thread.
+pub(crate) fn enter_scope<P: Platform>() -> Ticket {
+    claim(P::current_thread(), None, 0, true)
+}
+
+/// Closes a scope opened by [`enter_scope`] on the same thread. A scope
+/// must end at `DISPATCH_LEVEL`, as it began: anything else means unsafe
+/// code lowered the IRQL inside it, and is counted with the releases.
+pub(crate) fn exit_scope<P: Platform>(ticket: &Ticket) {
+    if P::irql_model() == IrqlModel::Modelled && P::current_irql() != Irql::DISPATCH {
+        count(&IRQL_AT_RELEASE);
+    }
+    end_scope(P::current_thread(), ticket);
+    free(ticket);
+}
+
 /// Checks made before the raw acquire; returns the acquiring thread.
 pub(crate) fn before_acquire<P: Platform>(
     lock: usize,
     owner: &Owner,
     class: &LockClass,
+    subclass: u8,
     mode: Mode,
 ) -> usize {
     let me = P::current_thread();
@@ -317,15 +450,29 @@ pub(crate) fn before_acquire<P: Platform>(
     if owner.0.load(Ordering::Relaxed) == me {
         count(&RECURSIVE_ACQUIRES);
         P::fail_stop(
-            "recursive acquire: the current thread already holds this spin lock",
+            "recursive acquire: the current thread already holds this spin lock (or leaked a guard of it)",
             lock,
         );
     }
-    if let Some(new) = class_index(class) {
-        let mut held = held_classes(me) & !(1 << new);
-        while held != 0 {
-            let outer = held.trailing_zeros() as usize;
-            held &= held - 1;
+    let new = node_of(class, subclass);
+    if new.is_none() {
+        count(&UNTRACKED);
+    }
+    let class_ptr = core::ptr::from_ref(class).cast_mut();
+    for held in entries_of(me) {
+        if held.class.load(Ordering::Relaxed) != class_ptr {
+            // Another class: an edge held → new.
+            let (Some(new), Some(outer)) = (new, node_index(held)) else {
+                continue;
+            };
+            if EDGES[outer].load(Ordering::Relaxed) & (1 << new) == 0 && reaches(new, outer) {
+                count(&ORDER_INVERSIONS);
+            }
+            EDGES[outer].fetch_or(1 << new, Ordering::AcqRel);
+        } else if held.subclass.load(Ordering::Relaxed) == u32::from(subclass) {
+            count(&SAME_CLASS_NESTING);
+        } else if let (Some(new), Some(outer)) = (new, node_index(held)) {
+            // The same class as another subclass: ordered like two classes.
             if EDGES[outer].load(Ordering::Relaxed) & (1 << new) == 0 && reaches(new, outer) {
                 count(&ORDER_INVERSIONS);
             }
@@ -335,31 +482,38 @@ pub(crate) fn before_acquire<P: Platform>(
     me
 }
 
-/// Bookkeeping once the lock is held.
-pub(crate) fn after_acquire<P: Platform>(owner: &Owner, class: &LockClass, me: usize) -> Ticket {
-    owner.0.store(me, Ordering::Relaxed);
-    let class_id = class.checked.id.load(Ordering::Acquire);
-    let held_slot = HELD_OWNER.iter().position(|slot| {
-        slot.compare_exchange(0, me, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
-    });
-    if let Some(slot) = held_slot {
-        HELD_CLASS[slot].store(class_id, Ordering::Release);
-    }
-    Ticket {
-        held_slot,
-        start_ns: P::now_ns(),
+fn node_index(slot: &Slot) -> Option<usize> {
+    match slot.node.load(Ordering::Relaxed) {
+        0 => None,
+        node => Some(node as usize - 1),
     }
 }
 
-/// Checks made before the raw release; returns the release timestamp.
-/// `restores` is the IRQL a raising release goes back to.
+/// Bookkeeping once the lock is held. `measured`: whether the hold time
+/// goes into the class's statistics.
+pub(crate) fn after_acquire<P: Platform>(
+    owner: &Owner,
+    class: &'static LockClass,
+    subclass: u8,
+    mode: Mode,
+    me: usize,
+    measured: bool,
+) -> Ticket {
+    owner.0.store(me, Ordering::Relaxed);
+    let mut ticket = claim(me, Some(class), subclass, mode == Mode::Raising);
+    ticket.measured = measured;
+    ticket.start_ns = P::now_ns();
+    ticket
+}
+
+/// All the bookkeeping of a release, done before the raw release.
 pub(crate) fn before_release<P: Platform>(
     owner: &Owner,
+    class: &LockClass,
+    ticket: &Ticket,
     mode: Mode,
-    restores: Option<Irql>,
-) -> u64 {
-    let end = P::now_ns();
+) {
+    let end_ns = P::now_ns();
     let me = P::current_thread();
     if owner.0.load(Ordering::Relaxed) != me {
         count(&FOREIGN_RELEASES);
@@ -367,21 +521,13 @@ pub(crate) fn before_release<P: Platform>(
     if P::irql_model() == IrqlModel::Modelled && P::current_irql() != Irql::DISPATCH {
         count(&IRQL_AT_RELEASE);
     }
-    if mode == Mode::Raising
-        && restores.is_some_and(|irql| irql < Irql::DISPATCH)
-        && held_count(me) > 1
-    {
-        count(&RELEASE_ORDER);
+    if mode == Mode::Raising {
+        // `Lock::with` is a scope as well as a lock.
+        end_scope(me, ticket);
     }
     owner.0.store(0, Ordering::Relaxed);
-    end
-}
-
-/// Bookkeeping once the lock is free: hold time and the held-lock table.
-pub(crate) fn after_release(class: &LockClass, ticket: &Ticket, end_ns: u64) {
-    if let Some(slot) = ticket.held_slot {
-        HELD_CLASS[slot].store(0, Ordering::Release);
-        HELD_OWNER[slot].store(0, Ordering::Release);
+    free(ticket);
+    if ticket.measured {
+        class.checked.record(end_ns.saturating_sub(ticket.start_ns));
     }
-    class.checked.record(end_ns.saturating_sub(ticket.start_ns));
 }

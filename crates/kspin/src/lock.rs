@@ -1,26 +1,61 @@
-//! The data-owning lock and its two guard types, written once for every
-//! [`Backend`].
+//! The data-owning lock: its scoped acquisitions and its `AtDpcLevel` guard,
+//! written once for every [`Backend`].
+//!
+//! # Why the raising acquire is a scope and not a guard
+//!
+//! A lock taken with the IRQL-raising routine must be released by the
+//! routine that restores the IRQL, in the reverse order of acquisition, and
+//! exactly once. A guard value cannot promise any of that: safe Rust may
+//! forget it (`mem::forget`, `Box::leak`, an `Rc` cycle), drop it out of
+//! order, move it into a closure or hold it across an `.await`. So the
+//! raising acquisitions ([`Lock::with`], [`crate::at_dispatch_level`]) raise
+//! and restore inside kspin's own stack frame, around a closure: the IRQL
+//! always comes back to what it was, in nesting order, whatever the closure
+//! does. The `AtDpcLevel` acquire keeps its guard ([`DpcGuard`]), because
+//! releasing it never touches the IRQL: its proof of `DISPATCH_LEVEL` is
+//! borrowed from a scope, and cannot outlive it.
 
 use core::{
     cell::UnsafeCell,
     fmt,
-    marker::{PhantomData, PhantomPinned},
+    mem::MaybeUninit,
     ops::{Deref, DerefMut},
-    pin::Pin,
-    ptr::NonNull,
 };
 
 use crate::{backend::Backend, class::LockClass, irql::DispatchLevel};
 
 /// A spin lock that owns the data it protects, like `Mutex<T>`: the data is
-/// reachable only through a guard, and the guard's type says how the lock was
-/// acquired and therefore how it is released.
+/// reachable only inside an acquisition, and how the lock was acquired
+/// decides how it is released.
+///
+/// | Acquire | Kernel routines | Where |
+/// |---|---|---|
+/// | [`with`](Lock::with) | `KeAcquireSpinLock` … `KeReleaseSpinLock` (queued: `KeAcquireInStackQueuedSpinLock` … `KeReleaseInStackQueuedSpinLock`) | at or below `DISPATCH_LEVEL` |
+/// | [`lock_at_dpc_level`](Lock::lock_at_dpc_level) → [`DpcGuard`] | `KeAcquireSpinLockAtDpcLevel` … `KeReleaseSpinLockFromDpcLevel` | at `DISPATCH_LEVEL`, proved |
+/// | [`with_at_dpc_level`](Lock::with_at_dpc_level) | the `AtDpcLevel` pair of any family, queued included | at `DISPATCH_LEVEL`, proved |
 ///
 /// Place it in non-paged memory (a device extension, a driver `static`, or
 /// non-paged pool): the lock and its data are touched at `DISPATCH_LEVEL`.
+///
+/// ```
+/// use kspin::host::{SpinLock, run_as_dpc};
+/// static LEDGER: SpinLock<u64> = SpinLock::new(0, kspin::lock_class!("doc.ledger"));
+///
+/// // An IOCTL path, at PASSIVE_LEVEL: KeAcquireSpinLock … KeReleaseSpinLock.
+/// LEDGER.with(|count| *count += 1);
+///
+/// // A DPC routine, at DISPATCH_LEVEL: the AtDpcLevel pair, as a guard.
+/// run_as_dpc(|at| {
+///     let mut count = LEDGER.lock_at_dpc_level(at);
+///     *count += 1;
+/// }); // KeReleaseSpinLockFromDpcLevel when `count` drops
+///
+/// assert_eq!(LEDGER.with(|count| *count), 2);
+/// ```
 // `repr(C)` with the backend state first: the address of the lock is the
-// address of its `KSPIN_LOCK`, so a guard passes the caller's pointer straight
-// to the kernel, exactly as hand-written C would (see `cargo xtask bench`).
+// address of its `KSPIN_LOCK`, so an acquisition passes the caller's pointer
+// straight to the kernel, exactly as hand-written C would (see `cargo xtask
+// bench`).
 #[repr(C)]
 pub struct Lock<T: ?Sized, B: Backend> {
     state: B::State,
@@ -71,68 +106,179 @@ impl<T: ?Sized, B: Backend> Lock<T, B> {
         B::is_locked(&self.state)
     }
 
-    pub(crate) fn state(&self) -> &B::State {
-        &self.state
+    /// Runs `f` on the data with the lock held through its IRQL-raising
+    /// routine, then releases it and restores the caller's IRQL:
+    /// `KeAcquireSpinLock` … `KeReleaseSpinLock(lock, OldIrql)` (x64:
+    /// `KeAcquireSpinLockRaiseToDpc`), or for an in-stack queued lock
+    /// `KeAcquireInStackQueuedSpinLock` … `KeReleaseInStackQueuedSpinLock`
+    /// with the `KLOCK_QUEUE_HANDLE` on this function's stack.
+    ///
+    /// Call at or below `DISPATCH_LEVEL`. The release and the IRQL restore
+    /// happen here, after `f` returns (or unwinds), so nothing `f` does can
+    /// skip them, reorder them, or release the lock the wrong way.
+    #[inline]
+    pub fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        self.raising(0, true, f)
     }
 
-    /// Acquires with the raising routine into `handle`.
-    ///
-    /// # Safety
-    ///
-    /// `handle` must be valid and stay at its address for `'a`.
-    pub(crate) unsafe fn acquire_raising<'a>(
-        &'a self,
-        handle: NonNull<B::Handle>,
-    ) -> RaisedGuard<'a, T, B> {
+    /// [`Lock::with`], for reading the data in order to report on it: the
+    /// checked build checks it like any acquisition but leaves its hold time
+    /// out of the class's statistics, so that reading the statistics does
+    /// not change them. The same as `with` in free builds.
+    #[inline]
+    pub fn inspect<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        self.raising(0, false, f)
+    }
+
+    /// Runs `f` on the data with the lock held through its `AtDpcLevel`
+    /// routine, then releases it with the `FromDpcLevel` routine; the IRQL
+    /// is never touched. For in-stack queued locks this is the only
+    /// `AtDpcLevel` form (`KeAcquireInStackQueuedSpinLockAtDpcLevel` …
+    /// `KeReleaseInStackQueuedSpinLockFromDpcLevel`, handle on this stack).
+    #[inline]
+    pub fn with_at_dpc_level<R>(
+        &self,
+        at: &DispatchLevel<B::Platform>,
+        f: impl FnOnce(&mut T) -> R,
+    ) -> R {
+        self.at_dpc_level(0, at, f)
+    }
+
+    /// This lock acquired as subclass `subclass` of its class, for taking
+    /// two locks of one class at once in a fixed order, as lockdep's
+    /// `spin_lock_nested`. Only the checked build's order checking sees the
+    /// subclass: without it, holding two locks of one class is reported.
+    #[must_use]
+    pub fn nested(&self, subclass: u8) -> Nested<'_, T, B> {
+        Nested {
+            lock: self,
+            subclass,
+        }
+    }
+
+    /// The raising acquisition of [`Lock::with`], as subclass `subclass`;
+    /// `measured`: whether its hold time counts in the checked statistics.
+    #[inline]
+    fn raising<R>(&self, subclass: u8, measured: bool, f: impl FnOnce(&mut T) -> R) -> R {
+        let mut handle = MaybeUninit::<B::Handle>::uninit();
+        let handle = handle.as_mut_ptr();
         #[cfg(feature = "checked")]
         let me = crate::checked::before_acquire::<B::Platform>(
             self.address(),
             &self.owner,
             self.class,
+            subclass,
             crate::checked::Mode::Raising,
         );
-        // SAFETY: `handle` is valid and stays put (caller), and the validator
-        // (when on) has ruled out a recursive acquire.
-        let saved = unsafe { B::acquire(&self.state, handle.as_ptr()) };
-        RaisedGuard {
+        #[cfg(not(feature = "checked"))]
+        let _ = (subclass, measured);
+        // SAFETY: the handle is this frame's storage and stays put until the
+        // release below; the validator (when on) has ruled out recursion.
+        let saved = unsafe { B::acquire(&self.state, handle) };
+        #[cfg(not(feature = "checked"))]
+        let ticket = Ticket;
+        #[cfg(feature = "checked")]
+        let ticket = crate::checked::after_acquire::<B::Platform>(
+            &self.owner,
+            self.class,
+            subclass,
+            crate::checked::Mode::Raising,
+            me,
+            measured,
+        );
+        let _release = RaisingRelease {
             lock: self,
             handle,
             saved,
-            proof: DispatchLevel::PROOF,
-            #[cfg(feature = "checked")]
-            ticket: crate::checked::after_acquire::<B::Platform>(&self.owner, self.class, me),
-            _handle: PhantomData,
-        }
+            ticket,
+        };
+        // SAFETY: the lock is held until `_release` drops, after `f`, and
+        // the borrow handed to `f` cannot outlive `f`.
+        f(unsafe { &mut *self.data.get() })
     }
 
-    /// Acquires with the `AtDpcLevel` routine into `handle`.
+    /// The `AtDpcLevel` acquisition of [`Lock::with_at_dpc_level`].
+    #[inline]
+    fn at_dpc_level<R>(
+        &self,
+        subclass: u8,
+        _at: &DispatchLevel<B::Platform>,
+        f: impl FnOnce(&mut T) -> R,
+    ) -> R {
+        let mut handle = MaybeUninit::<B::Handle>::uninit();
+        let handle = handle.as_mut_ptr();
+        // SAFETY: `_at` proves DISPATCH_LEVEL for this whole call; the handle
+        // is this frame's storage and stays put until the release.
+        let ticket = unsafe { self.acquire_at_dpc_level(subclass, handle) };
+        let _release = DpcRelease {
+            lock: self,
+            handle,
+            ticket,
+        };
+        // SAFETY: as in `raising`.
+        f(unsafe { &mut *self.data.get() })
+    }
+
+    /// The `AtDpcLevel` acquire with its checks.
     ///
     /// # Safety
     ///
-    /// As for [`Lock::acquire_raising`].
-    pub(crate) unsafe fn acquire_at_dpc_level<'a>(
-        &'a self,
-        handle: NonNull<B::Handle>,
-        at: &'a DispatchLevel<B::Platform>,
-    ) -> DpcGuard<'a, T, B> {
+    /// The caller runs at `DISPATCH_LEVEL` until the matching
+    /// [`Lock::release_from_dpc_level`], and `handle` is valid and stays put
+    /// until then.
+    #[inline]
+    unsafe fn acquire_at_dpc_level(&self, subclass: u8, handle: *mut B::Handle) -> Ticket {
         #[cfg(feature = "checked")]
         let me = crate::checked::before_acquire::<B::Platform>(
             self.address(),
             &self.owner,
             self.class,
+            subclass,
             crate::checked::Mode::AtDpcLevel,
         );
-        // SAFETY: `at` proves DISPATCH_LEVEL for 'a, which outlives the guard;
-        // `handle` is valid and stays put (caller).
-        unsafe { B::acquire_at_dpc_level(&self.state, handle.as_ptr()) };
-        DpcGuard {
-            lock: self,
-            handle,
-            proof: at,
-            #[cfg(feature = "checked")]
-            ticket: crate::checked::after_acquire::<B::Platform>(&self.owner, self.class, me),
-            _handle: PhantomData,
-        }
+        #[cfg(not(feature = "checked"))]
+        let _ = subclass;
+        // SAFETY: forwarded contract.
+        unsafe { B::acquire_at_dpc_level(&self.state, handle) };
+        #[cfg(not(feature = "checked"))]
+        return Ticket;
+        #[cfg(feature = "checked")]
+        return crate::checked::after_acquire::<B::Platform>(
+            &self.owner,
+            self.class,
+            subclass,
+            crate::checked::Mode::AtDpcLevel,
+            me,
+            true,
+        );
+    }
+
+    /// The `FromDpcLevel` release with its bookkeeping, which is done first
+    /// so that it stays right even if the release panics (host backend).
+    ///
+    /// # Safety
+    ///
+    /// Acquired by [`Lock::acquire_at_dpc_level`] with this `handle` and
+    /// `ticket`, on this processor, still at `DISPATCH_LEVEL`.
+    #[inline]
+    unsafe fn release_from_dpc_level(&self, handle: *mut B::Handle, ticket: &Ticket) {
+        #[cfg(feature = "checked")]
+        crate::checked::before_release::<B::Platform>(
+            &self.owner,
+            self.class,
+            ticket,
+            crate::checked::Mode::AtDpcLevel,
+        );
+        #[cfg(not(feature = "checked"))]
+        let Ticket = ticket;
+        // SAFETY: forwarded contract.
+        unsafe { B::release_from_dpc_level(&self.state, handle) };
+    }
+
+    /// The backend state, for family-specific accessors.
+    #[cfg(feature = "host")]
+    pub(crate) fn state(&self) -> &B::State {
+        &self.state
     }
 
     #[cfg(feature = "checked")]
@@ -141,33 +287,53 @@ impl<T: ?Sized, B: Backend> Lock<T, B> {
     }
 }
 
-impl<T: ?Sized, B: Backend<Handle = ()>> Lock<T, B> {
-    /// Acquires the lock, raising to `DISPATCH_LEVEL`; the guard releases it
-    /// and restores the IRQL (`KeAcquireSpinLock` / `KeReleaseSpinLock`).
-    /// Call at or below `DISPATCH_LEVEL`.
-    #[inline]
-    pub fn lock(&self) -> RaisedGuard<'_, T, B> {
-        // SAFETY: the handle is `()`, for which a dangling pointer is valid
-        // and never moves.
-        unsafe { self.acquire_raising(NonNull::dangling()) }
-    }
+/// What the validator remembers about one acquisition.
+#[cfg(feature = "checked")]
+use crate::checked::Ticket;
 
-    /// Acquires the lock at `DISPATCH_LEVEL`, as proved by `at`; the guard
-    /// releases it without touching the IRQL (`KeAcquireSpinLockAtDpcLevel`
-    /// / `KeReleaseSpinLockFromDpcLevel`).
+/// Nothing to remember in free builds.
+#[cfg(not(feature = "checked"))]
+struct Ticket;
+
+impl<T: ?Sized, B: Backend<Handle = ()>> Lock<T, B> {
+    /// Acquires the lock at `DISPATCH_LEVEL`, as proved by `at`; dropping
+    /// the guard releases it without touching the IRQL
+    /// (`KeAcquireSpinLockAtDpcLevel` / `KeReleaseSpinLockFromDpcLevel`,
+    /// x86: `KefReleaseSpinLockFromDpcLevel`; video port:
+    /// `VideoPortAcquireSpinLockAtDpcLevel` /
+    /// `VideoPortReleaseSpinLockFromDpcLevel`).
+    ///
+    /// The guard borrows `at`, so it cannot outlive the DPC routine or the
+    /// raised scope that proved the IRQL. Forgetting it leaves the lock held
+    /// (nothing worse; see the crate documentation on leaks).
     #[inline]
     pub fn lock_at_dpc_level<'a>(
         &'a self,
         at: &'a DispatchLevel<B::Platform>,
     ) -> DpcGuard<'a, T, B> {
-        // SAFETY: as in `lock`.
-        unsafe { self.acquire_at_dpc_level(NonNull::dangling(), at) }
+        self.guard_at_dpc_level(0, at)
+    }
+
+    #[inline]
+    fn guard_at_dpc_level<'a>(
+        &'a self,
+        subclass: u8,
+        at: &'a DispatchLevel<B::Platform>,
+    ) -> DpcGuard<'a, T, B> {
+        // SAFETY: `at` proves DISPATCH_LEVEL for 'a, which the guard cannot
+        // outlive; the handle is `()`, for which a dangling pointer is valid.
+        let ticket = unsafe { self.acquire_at_dpc_level(subclass, core::ptr::dangling_mut()) };
+        DpcGuard {
+            lock: self,
+            proof: at,
+            ticket,
+        }
     }
 }
 
 impl<T: ?Sized, B: Backend> Drop for Lock<T, B> {
     fn drop(&mut self) {
-        // SAFETY: `&mut self` proves no guard is alive; called once.
+        // SAFETY: `&mut self` proves no acquisition is running; called once.
         unsafe { B::destroy(&mut self.state) }
     }
 }
@@ -181,103 +347,84 @@ impl<T: ?Sized, B: Backend> fmt::Debug for Lock<T, B> {
     }
 }
 
-/// Storage for one in-stack queued acquisition (a `KLOCK_QUEUE_HANDLE`).
-///
-/// The kernel links waiters through these handles, so a handle must not move
-/// while its lock is held. It is `!Unpin` and acquisitions take it as
-/// `Pin<&mut QueueHandle<_>>`: pin it on the stack with [`core::pin::pin!`]
-/// and reuse it for as many acquisitions as you like, one at a time.
-pub struct QueueHandle<H> {
-    raw: UnsafeCell<H>,
-    _pinned: PhantomPinned,
-}
-
-impl<H: Default> QueueHandle<H> {
-    /// A handle for the next acquisition.
-    #[must_use]
-    pub fn new() -> Self {
-        Self {
-            raw: UnsafeCell::new(H::default()),
-            _pinned: PhantomPinned,
-        }
-    }
-}
-
-impl<H: Default> Default for QueueHandle<H> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl<H> QueueHandle<H> {
-    /// The raw handle, at an address that stays fixed while `self` is pinned.
-    pub(crate) fn raw(self: Pin<&mut Self>) -> NonNull<H> {
-        // SAFETY: nothing is moved out of the pinned handle; the pointer is
-        // derived from its (fixed) address.
-        let this = unsafe { self.get_unchecked_mut() };
-        NonNull::from(this.raw.get_mut())
-    }
-}
-
-/// A lock held through its IRQL-raising routine. Dropping it releases the lock
-/// with the matching routine and restores the IRQL saved at acquisition.
-///
-/// While it lives the processor runs at `DISPATCH_LEVEL`, so it lends a
-/// [`DispatchLevel`] proof for nested `AtDpcLevel` acquisitions, which then
-/// borrow it and are released first.
-#[must_use = "the lock is released as soon as the guard is dropped"]
-pub struct RaisedGuard<'a, T: ?Sized, B: Backend> {
+/// A [`Lock`] acquired as a subclass of its class (see [`Lock::nested`]).
+#[derive(Debug)]
+pub struct Nested<'a, T: ?Sized, B: Backend> {
     lock: &'a Lock<T, B>,
-    handle: NonNull<B::Handle>,
+    subclass: u8,
+}
+
+impl<T: ?Sized, B: Backend> Nested<'_, T, B> {
+    /// [`Lock::with`], as this subclass.
+    #[inline]
+    pub fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        self.lock.raising(self.subclass, true, f)
+    }
+
+    /// [`Lock::with_at_dpc_level`], as this subclass.
+    #[inline]
+    pub fn with_at_dpc_level<R>(
+        &self,
+        at: &DispatchLevel<B::Platform>,
+        f: impl FnOnce(&mut T) -> R,
+    ) -> R {
+        self.lock.at_dpc_level(self.subclass, at, f)
+    }
+}
+
+impl<'l, T: ?Sized, B: Backend<Handle = ()>> Nested<'l, T, B> {
+    /// [`Lock::lock_at_dpc_level`], as this subclass.
+    #[inline]
+    pub fn lock_at_dpc_level<'a>(&self, at: &'a DispatchLevel<B::Platform>) -> DpcGuard<'a, T, B>
+    where
+        'l: 'a,
+    {
+        self.lock.guard_at_dpc_level(self.subclass, at)
+    }
+}
+
+/// Releases a raising acquisition when [`Lock::with`]'s frame ends, normally
+/// or by unwinding. It never leaves that frame, so it cannot be forgotten.
+struct RaisingRelease<'a, T: ?Sized, B: Backend> {
+    lock: &'a Lock<T, B>,
+    handle: *mut B::Handle,
     saved: B::Saved,
-    proof: DispatchLevel<B::Platform>,
-    #[cfg(feature = "checked")]
-    ticket: crate::checked::Ticket,
-    _handle: PhantomData<&'a mut B::Handle>,
+    ticket: Ticket,
 }
 
-impl<T: ?Sized, B: Backend> RaisedGuard<'_, T, B> {
-    /// The proof of `DISPATCH_LEVEL` that holding this lock gives, for nested
-    /// `AtDpcLevel` acquisitions.
-    #[must_use]
-    pub fn dispatch_level(&self) -> &DispatchLevel<B::Platform> {
-        &self.proof
-    }
-
-    /// Releases the lock now; the same as dropping the guard.
-    pub fn unlock(self) {}
-}
-
-impl<T: ?Sized, B: Backend> Deref for RaisedGuard<'_, T, B> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        // SAFETY: the guard holds the lock, so no one else accesses the data.
-        unsafe { &*self.lock.data.get() }
-    }
-}
-
-impl<T: ?Sized, B: Backend> DerefMut for RaisedGuard<'_, T, B> {
-    fn deref_mut(&mut self) -> &mut T {
-        // SAFETY: as in `deref`, and `&mut self` makes this access unique.
-        unsafe { &mut *self.lock.data.get() }
-    }
-}
-
-impl<T: ?Sized, B: Backend> Drop for RaisedGuard<'_, T, B> {
+impl<T: ?Sized, B: Backend> Drop for RaisingRelease<'_, T, B> {
     #[inline]
     fn drop(&mut self) {
         #[cfg(feature = "checked")]
-        let end = crate::checked::before_release::<B::Platform>(
+        crate::checked::before_release::<B::Platform>(
             &self.lock.owner,
+            self.lock.class,
+            &self.ticket,
             crate::checked::Mode::Raising,
-            // SAFETY: the handle of this (held) raising acquisition.
-            Some(unsafe { B::saved_irql(self.handle.as_ptr(), self.saved) }),
         );
-        // SAFETY: acquired by `B::acquire` with this handle, which returned
-        // `saved`; the guard is !Send, so this is the acquiring processor.
-        unsafe { B::release(self.lock.state(), self.handle.as_ptr(), self.saved) };
-        #[cfg(feature = "checked")]
-        crate::checked::after_release(self.lock.class, &self.ticket, end);
+        #[cfg(not(feature = "checked"))]
+        let Ticket = self.ticket;
+        // SAFETY: acquired by `B::acquire` in `Lock::raising` with this
+        // handle, which returned `saved`; still on the acquiring processor,
+        // since that frame has not returned.
+        unsafe { B::release(&self.lock.state, self.handle, self.saved) };
+    }
+}
+
+/// Releases an `AtDpcLevel` acquisition when [`Lock::with_at_dpc_level`]'s
+/// frame ends; like [`RaisingRelease`], it cannot be forgotten.
+struct DpcRelease<'a, T: ?Sized, B: Backend> {
+    lock: &'a Lock<T, B>,
+    handle: *mut B::Handle,
+    ticket: Ticket,
+}
+
+impl<T: ?Sized, B: Backend> Drop for DpcRelease<'_, T, B> {
+    #[inline]
+    fn drop(&mut self) {
+        // SAFETY: acquired in `Lock::at_dpc_level` with this handle; that
+        // frame's proof keeps the processor at DISPATCH_LEVEL until now.
+        unsafe { self.lock.release_from_dpc_level(self.handle, &self.ticket) };
     }
 }
 
@@ -285,19 +432,24 @@ impl<T: ?Sized, B: Backend> Drop for RaisedGuard<'_, T, B> {
 /// with the `FromDpcLevel` routine; the IRQL is never touched.
 ///
 /// It borrows the [`DispatchLevel`] proof it was acquired with, so it cannot
-/// outlive the DPC routine or raised section that proved the IRQL.
+/// outlive the DPC routine or raised scope that proved the IRQL. It is
+/// neither `Send` nor `Sync`: the release must run on the acquiring
+/// processor.
+///
+/// Guards may be dropped in any order (none of them changes the IRQL). A
+/// guard that is never dropped leaves its lock held for good: every later
+/// acquisition spins, which is a deadlock, never undefined behaviour; the
+/// checked build reports the scope that ended with it still held.
 #[must_use = "the lock is released as soon as the guard is dropped"]
-pub struct DpcGuard<'a, T: ?Sized, B: Backend> {
+pub struct DpcGuard<'a, T: ?Sized, B: Backend<Handle = ()>> {
     lock: &'a Lock<T, B>,
-    handle: NonNull<B::Handle>,
     proof: &'a DispatchLevel<B::Platform>,
-    #[cfg(feature = "checked")]
-    ticket: crate::checked::Ticket,
-    _handle: PhantomData<&'a mut B::Handle>,
+    ticket: Ticket,
 }
 
-impl<'a, T: ?Sized, B: Backend> DpcGuard<'a, T, B> {
-    /// The proof this guard was acquired with.
+impl<'a, T: ?Sized, B: Backend<Handle = ()>> DpcGuard<'a, T, B> {
+    /// The proof this guard was acquired with, for further `AtDpcLevel`
+    /// acquisitions in the same scope.
     #[must_use]
     pub fn dispatch_level(&self) -> &'a DispatchLevel<B::Platform> {
         self.proof
@@ -307,7 +459,7 @@ impl<'a, T: ?Sized, B: Backend> DpcGuard<'a, T, B> {
     pub fn unlock(self) {}
 }
 
-impl<T: ?Sized, B: Backend> Deref for DpcGuard<'_, T, B> {
+impl<T: ?Sized, B: Backend<Handle = ()>> Deref for DpcGuard<'_, T, B> {
     type Target = T;
     fn deref(&self) -> &T {
         // SAFETY: the guard holds the lock, so no one else accesses the data.
@@ -315,37 +467,27 @@ impl<T: ?Sized, B: Backend> Deref for DpcGuard<'_, T, B> {
     }
 }
 
-impl<T: ?Sized, B: Backend> DerefMut for DpcGuard<'_, T, B> {
+impl<T: ?Sized, B: Backend<Handle = ()>> DerefMut for DpcGuard<'_, T, B> {
     fn deref_mut(&mut self) -> &mut T {
         // SAFETY: as in `deref`, and `&mut self` makes this access unique.
         unsafe { &mut *self.lock.data.get() }
     }
 }
 
-impl<T: ?Sized, B: Backend> Drop for DpcGuard<'_, T, B> {
+impl<T: ?Sized, B: Backend<Handle = ()>> Drop for DpcGuard<'_, T, B> {
     #[inline]
     fn drop(&mut self) {
-        #[cfg(feature = "checked")]
-        let end = crate::checked::before_release::<B::Platform>(
-            &self.lock.owner,
-            crate::checked::Mode::AtDpcLevel,
-            None,
-        );
-        // SAFETY: acquired by `B::acquire_at_dpc_level` with this handle; the
-        // borrowed proof keeps the processor at DISPATCH_LEVEL until now.
-        unsafe { B::release_from_dpc_level(self.lock.state(), self.handle.as_ptr()) };
-        #[cfg(feature = "checked")]
-        crate::checked::after_release(self.lock.class, &self.ticket, end);
+        // SAFETY: acquired by `acquire_at_dpc_level` with the `()` handle;
+        // the borrowed proof keeps the processor at DISPATCH_LEVEL until now,
+        // and the guard is !Send, so this is the acquiring processor.
+        unsafe {
+            self.lock
+                .release_from_dpc_level(core::ptr::dangling_mut(), &self.ticket);
+        }
     }
 }
 
-impl<T: ?Sized + fmt::Debug, B: Backend> fmt::Debug for RaisedGuard<'_, T, B> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&**self, f)
-    }
-}
-
-impl<T: ?Sized + fmt::Debug, B: Backend> fmt::Debug for DpcGuard<'_, T, B> {
+impl<T: ?Sized + fmt::Debug, B: Backend<Handle = ()>> fmt::Debug for DpcGuard<'_, T, B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&**self, f)
     }

@@ -8,17 +8,15 @@
 //! checks that no update was lost.
 #![cfg(loom)]
 
-use std::pin::pin;
-
-use kspin::host::{LockQueueHandle, QueuedSpinLock, SpinLock, run_as_dpc};
+use kspin::host::{QueuedSpinLock, SpinLock, run_as_dpc};
 use loom::{cell::UnsafeCell, sync::Arc, thread};
 
-fn increment(cell: &UnsafeCell<u64>) {
+fn increment(cell: &mut UnsafeCell<u64>) {
     // SAFETY: called with the lock held; loom checks that claim.
     cell.with_mut(|value| unsafe { *value += 1 });
 }
 
-fn read(cell: &UnsafeCell<u64>) -> u64 {
+fn read(cell: &mut UnsafeCell<u64>) -> u64 {
     // SAFETY: called with the lock held.
     cell.with(|value| unsafe { *value })
 }
@@ -38,13 +36,13 @@ fn executive_raising_guards_exclude_and_order() {
         let other = {
             let lock = Arc::clone(&lock);
             thread::spawn(move || {
-                increment(&lock.lock());
-                increment(&lock.lock());
+                lock.with(increment);
+                lock.with(increment);
             })
         };
-        increment(&lock.lock());
+        lock.with(increment);
         other.join().expect("thread");
-        assert_eq!(read(&lock.lock()), 3);
+        assert_eq!(lock.with(read), 3);
     });
 }
 
@@ -57,11 +55,11 @@ fn executive_dpc_and_raising_guards_exclude_each_other() {
         ));
         let dpc = {
             let lock = Arc::clone(&lock);
-            thread::spawn(move || run_as_dpc(|at| increment(&lock.lock_at_dpc_level(at))))
+            thread::spawn(move || run_as_dpc(|at| increment(&mut lock.lock_at_dpc_level(at))))
         };
-        increment(&lock.lock());
+        lock.with(increment);
         dpc.join().expect("thread");
-        assert_eq!(read(&lock.lock()), 2);
+        assert_eq!(lock.with(read), 2);
     });
 }
 
@@ -74,15 +72,11 @@ fn queued_guards_exclude_and_order() {
         ));
         let other = {
             let lock = Arc::clone(&lock);
-            thread::spawn(move || {
-                run_as_dpc(|at| {
-                    increment(&lock.lock_at_dpc_level(pin!(LockQueueHandle::new()), at))
-                });
-            })
+            thread::spawn(move || run_as_dpc(|at| lock.with_at_dpc_level(at, increment)))
         };
-        increment(&lock.lock(pin!(LockQueueHandle::new())));
+        lock.with(increment);
         other.join().expect("thread");
-        assert_eq!(read(&lock.lock(pin!(LockQueueHandle::new()))), 2);
+        assert_eq!(lock.with(read), 2);
     });
 }
 
@@ -96,13 +90,13 @@ fn queued_lock_hands_over_between_three_threads() {
         let others: Vec<_> = (0..2)
             .map(|_| {
                 let lock = Arc::clone(&lock);
-                thread::spawn(move || increment(&lock.lock(pin!(LockQueueHandle::new()))))
+                thread::spawn(move || lock.with(increment))
             })
             .collect();
-        increment(&lock.lock(pin!(LockQueueHandle::new())));
+        lock.with(increment);
         for other in others {
             other.join().expect("thread");
         }
-        assert_eq!(read(&lock.lock(pin!(LockQueueHandle::new()))), 3);
+        assert_eq!(lock.with(read), 3);
     });
 }

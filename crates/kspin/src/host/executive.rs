@@ -61,10 +61,6 @@ unsafe impl Backend for Executive {
     fn is_locked(state: &AtomicBool) -> Option<bool> {
         Some(state.load(Ordering::Relaxed))
     }
-
-    unsafe fn saved_irql(_: *const (), saved: Irql) -> Irql {
-        saved
-    }
 }
 
 impl<T> crate::Lock<T, Executive> {

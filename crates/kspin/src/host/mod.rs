@@ -37,8 +37,6 @@ pub type SpinLock<T> = crate::Lock<T, Executive>;
 pub type QueuedSpinLock<T> = crate::Lock<T, InStackQueued>;
 /// A video miniport spin lock on the host.
 pub type VideoPortSpinLock<T> = crate::Lock<T, VideoPort>;
-/// The host's `KLOCK_QUEUE_HANDLE`.
-pub type LockQueueHandle = crate::QueueHandle<McsNode>;
 /// The host's proof of `DISPATCH_LEVEL`.
 pub type DispatchLevel = crate::DispatchLevel<Host>;
 
@@ -46,14 +44,20 @@ pub type DispatchLevel = crate::DispatchLevel<Host>;
 std::thread_local! {
     static IRQL: Cell<u8> = const { Cell::new(0) };
     static MODELLED: Cell<bool> = const { Cell::new(true) };
-    static THREAD_ID: u8 = const { 0 };
+    static THREAD_ID: Cell<usize> = const { Cell::new(0) };
 }
 #[cfg(loom)]
 loom::thread_local! {
     static IRQL: Cell<u8> = Cell::new(0);
     static MODELLED: Cell<bool> = Cell::new(true);
-    static THREAD_ID: u8 = 0;
+    static THREAD_ID: Cell<usize> = Cell::new(0);
 }
+
+/// Thread numbers, handed out once each: a thread that starts after another
+/// ended never inherits its identity (as it would inherit a reused
+/// thread-local address), so the validator's owner records cannot go stale.
+/// (A plain atomic even under loom: the numbering is not part of the model.)
+static NEXT_THREAD_ID: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(1);
 
 /// Makes the current thread behave like Wine: every IRQL read returns
 /// `PASSIVE_LEVEL` and [`Host::irql_model`] reports
@@ -118,7 +122,12 @@ unsafe impl Platform for Host {
     }
 
     fn current_thread() -> usize {
-        THREAD_ID.with(|id| core::ptr::from_ref(id).addr())
+        THREAD_ID.with(|id| {
+            if id.get() == 0 {
+                id.set(NEXT_THREAD_ID.fetch_add(1, core::sync::atomic::Ordering::Relaxed));
+            }
+            id.get()
+        })
     }
 
     fn now_ns() -> u64 {
@@ -134,22 +143,31 @@ unsafe impl Platform for Host {
 }
 
 /// Runs `f` as the kernel runs a DPC routine: at `DISPATCH_LEVEL`, with the
-/// proof. Like Driver Verifier, it insists the routine returns at the IRQL it
-/// was called at.
+/// proof, then back at the IRQL of the caller (also when `f` unwinds). Like
+/// Driver Verifier, it insists the routine returns at the IRQL it was called
+/// at.
 pub fn run_as_dpc<R>(f: impl FnOnce(&DispatchLevel) -> R) -> R {
+    /// Puts the simulated IRQL back when the "DPC" ends, however it ends.
+    struct Restore(Irql);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            set_irql(self.0);
+        }
+    }
     verify_irql(
         |now| now <= Irql::DISPATCH,
         "0xA: DPC queued above DISPATCH_LEVEL",
     );
-    let before = Irql(IRQL.with(Cell::get));
+    let _restore = Restore(Irql(IRQL.with(Cell::get)));
     set_irql(Irql::DISPATCH);
-    // SAFETY: this thread's simulated IRQL is DISPATCH_LEVEL for the call.
-    let result = f(unsafe { DispatchLevel::assume() });
+    // SAFETY: this thread's simulated IRQL is DISPATCH_LEVEL for the call:
+    // safe code cannot lower it inside (every raise in kspin restores what it
+    // found), which the check below confirms.
+    let result = unsafe { crate::assume_dispatch_level::<Host, R>(f) };
     verify_irql(
         |now| now == Irql::DISPATCH,
         "0xC8: DPC routine returned at another IRQL",
     );
-    set_irql(before);
     result
 }
 

@@ -1,19 +1,20 @@
 //! In-stack queued spin locks on the host: an MCS queue lock, which is what
 //! the kernel's `KLOCK_QUEUE_HANDLE` locks are. Each waiter spins on its own
-//! handle, so a handle that moved while queued would break the queue, which
-//! is why acquisitions take it pinned.
+//! handle, and the lock's tail points at the last waiter's handle, so a
+//! handle must neither move nor be freed while it is queued: kspin keeps it
+//! on the stack frame of [`crate::Lock::with`] / `with_at_dpc_level`, which
+//! release before they return.
 
 use core::{
     cell::Cell,
-    pin::Pin,
     ptr::{self, NonNull},
 };
 
 use super::{Host, verify_irql};
 use crate::{
     backend::Backend,
-    irql::{DispatchLevel, Irql},
-    lock::{DpcGuard, Lock, QueueHandle, RaisedGuard},
+    irql::Irql,
+    lock::Lock,
     platform::Platform,
     sync::{AtomicBool, AtomicPtr, Ordering, spin_loop},
 };
@@ -30,26 +31,24 @@ pub struct McsNode {
     old_irql: Cell<u8>,
 }
 
-impl Default for McsNode {
-    fn default() -> Self {
-        Self {
-            next: AtomicPtr::new(ptr::null_mut()),
-            waiting: AtomicBool::new(false),
-            old_irql: Cell::new(0),
-        }
-    }
-}
-
 /// Joins the queue behind the current tail and waits to be handed the lock.
 ///
 /// # Safety
 ///
-/// `node` is valid and stays put until [`mcs_release`] with the same node.
+/// `node` is valid for writes (it may be uninitialized) and stays put until
+/// [`mcs_release`] with the same node.
 unsafe fn mcs_acquire(tail: &AtomicPtr<McsNode>, node: *mut McsNode) {
-    // SAFETY: valid for the whole acquisition (caller).
+    // SAFETY: valid for writes (caller); initialized here before any use,
+    // and before it is published to other threads by the swap below.
+    unsafe {
+        node.write(McsNode {
+            next: AtomicPtr::new(ptr::null_mut()),
+            waiting: AtomicBool::new(true),
+            old_irql: Cell::new(0),
+        });
+    }
+    // SAFETY: initialized just above, valid for the whole acquisition.
     let me = unsafe { &*node };
-    me.next.store(ptr::null_mut(), Ordering::Relaxed);
-    me.waiting.store(true, Ordering::Relaxed);
     let previous = tail.swap(node, Ordering::AcqRel);
     if let Some(previous) = NonNull::new(previous) {
         // SAFETY: the previous tail stays valid until it hands the lock over,
@@ -151,11 +150,6 @@ unsafe impl Backend for InStackQueued {
     fn is_locked(state: &Self::State) -> Option<bool> {
         Some(!state.load(Ordering::Relaxed).is_null())
     }
-
-    unsafe fn saved_irql(handle: *const McsNode, (): ()) -> Irql {
-        // SAFETY: the handle of a held raising acquisition (caller).
-        Irql(unsafe { (*handle).old_irql.get() })
-    }
 }
 
 impl<T> Lock<T, InStackQueued> {
@@ -169,29 +163,5 @@ impl<T> Lock<T, InStackQueued> {
     #[cfg(loom)]
     pub fn new(data: T, class: &'static crate::LockClass) -> Self {
         Self::from_state(AtomicPtr::new(ptr::null_mut()), data, class)
-    }
-}
-
-impl<T: ?Sized> Lock<T, InStackQueued> {
-    /// Acquires through `handle`, raising to `DISPATCH_LEVEL`
-    /// (`KeAcquireInStackQueuedSpinLock` / `KeReleaseInStackQueuedSpinLock`).
-    pub fn lock<'a>(
-        &'a self,
-        handle: Pin<&'a mut QueueHandle<McsNode>>,
-    ) -> RaisedGuard<'a, T, InStackQueued> {
-        // SAFETY: the handle is pinned and mutably borrowed for 'a.
-        unsafe { self.acquire_raising(handle.raw()) }
-    }
-
-    /// Acquires through `handle` at `DISPATCH_LEVEL`
-    /// (`KeAcquireInStackQueuedSpinLockAtDpcLevel` /
-    /// `KeReleaseInStackQueuedSpinLockFromDpcLevel`).
-    pub fn lock_at_dpc_level<'a>(
-        &'a self,
-        handle: Pin<&'a mut QueueHandle<McsNode>>,
-        at: &'a DispatchLevel<Host>,
-    ) -> DpcGuard<'a, T, InStackQueued> {
-        // SAFETY: as in `lock`.
-        unsafe { self.acquire_at_dpc_level(handle.raw(), at) }
     }
 }

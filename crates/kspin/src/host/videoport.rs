@@ -90,10 +90,6 @@ unsafe impl Backend for VideoPort {
     fn is_locked(_: &VideoPortState) -> Option<bool> {
         None // opaque in videoprt.sys, so opaque here too
     }
-
-    unsafe fn saved_irql(_: *const (), saved: Irql) -> Irql {
-        saved
-    }
 }
 
 impl<T> Lock<T, VideoPort> {

@@ -10,7 +10,7 @@
 
 use core::ffi::c_void;
 
-use super::{DispatchLevel, ffi};
+use super::{DispatchLevel, Kernel, ffi};
 use crate::irql::{Irql, IrqlModel};
 use crate::platform::Platform;
 
@@ -43,12 +43,10 @@ macro_rules! define_deferred_routine {
             _system_argument1: *mut c_void,
             _system_argument2: *mut c_void,
         ) {
-            // SAFETY: the kernel runs DPC routines at DISPATCH_LEVEL, and the
-            // proof does not outlive this call.
-            let at = unsafe { DispatchLevel::assume() };
             // SAFETY: `context` is the live `R` given to KeInitializeDpc.
             let routine = unsafe { &*context.cast::<R>() };
-            routine.run(at);
+            // SAFETY: the kernel runs DPC routines at DISPATCH_LEVEL.
+            unsafe { crate::assume_dispatch_level::<Kernel, ()>(|at| routine.run(at)) };
         }
     };
 }
@@ -85,12 +83,12 @@ unsafe extern "system" fn generic_call_trampoline<R: GenericCallRoutine>(
     system_argument1: *mut c_void,
     system_argument2: *mut c_void,
 ) {
-    // SAFETY: KeGenericCallDpc runs its routine as a DPC, at DISPATCH_LEVEL.
-    let at = unsafe { DispatchLevel::assume() };
     // SAFETY: `context` is the `&R` that `generic_call_dpc` borrowed for the
     // whole (synchronous) KeGenericCallDpc call.
     let routine = unsafe { &*context.cast::<R>() };
-    routine.run(at, &CallDpcBarrier { system_argument2 });
+    let barrier = CallDpcBarrier { system_argument2 };
+    // SAFETY: KeGenericCallDpc runs its routine as a DPC, at DISPATCH_LEVEL.
+    unsafe { crate::assume_dispatch_level::<Kernel, ()>(|at| routine.run(at, &barrier)) };
     // SAFETY: exactly once per processor, with the argument we were given.
     unsafe { ffi::KeSignalCallDpcDone(system_argument1) };
 }

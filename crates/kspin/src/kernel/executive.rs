@@ -48,10 +48,6 @@ unsafe impl Backend for Executive {
     fn is_locked(state: &AtomicUsize) -> Option<bool> {
         Some(state.load(Ordering::Relaxed) != 0)
     }
-
-    unsafe fn saved_irql(_: *const (), saved: Irql) -> Irql {
-        saved
-    }
 }
 
 impl<T> crate::Lock<T, Executive> {

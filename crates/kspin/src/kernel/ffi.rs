@@ -125,8 +125,10 @@ unsafe extern "system" {
     pub fn KeSignalCallDpcDone(SystemArgument1: *mut c_void);
     pub fn KeSignalCallDpcSynchronize(SystemArgument2: *mut c_void) -> u32;
 
-    // Owner identity and timestamps for the validator.
-    pub fn PsGetCurrentThreadId() -> *mut c_void;
+    // Owner identity and timestamps for the validator. (Exported on every
+    // architecture; x64 headers also inline it as a read of gs:[0x188],
+    // which Wine cannot emulate, so kspin always calls the export.)
+    pub fn KeGetCurrentThread() -> *mut c_void;
     // Exported by HAL.dll (as Microsoft documents it); import it from there.
     pub fn KeQueryPerformanceCounter(PerformanceFrequency: *mut i64) -> i64;
     pub fn KeBugCheckEx(BugCheckCode: u32, P1: usize, P2: usize, P3: usize, P4: usize) -> !;

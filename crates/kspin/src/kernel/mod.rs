@@ -7,9 +7,9 @@
 //!
 //! | Caller | IRQL | Acquire with |
 //! |---|---|---|
-//! | IOCTL dispatch routine, system thread | `PASSIVE_LEVEL` | `lock()` (raises and restores) |
-//! | DPC routine (via [`dpc`]) | `DISPATCH_LEVEL` | `lock_at_dpc_level(at)` |
-//! | inside [`raise_to_dispatch`](crate::raise_to_dispatch) or another held lock | `DISPATCH_LEVEL` | `lock_at_dpc_level(at)` |
+//! | IOCTL dispatch routine, system thread | `PASSIVE_LEVEL` | `with(\|data\| …)` (raises and restores) |
+//! | DPC routine (via [`dpc`]) | `DISPATCH_LEVEL` | `lock_at_dpc_level(at)`, `with_at_dpc_level(at, …)` |
+//! | inside [`at_dispatch_level`](crate::at_dispatch_level) | `DISPATCH_LEVEL` | `lock_at_dpc_level(at)`, `with_at_dpc_level(at, …)` |
 //! | ISR / `KeSynchronizeExecution` | DIRQL | none of these: executive spin locks must not be used above `DISPATCH_LEVEL` |
 
 pub mod dpc;
@@ -42,8 +42,6 @@ pub type QueuedSpinLock<T> = crate::Lock<T, InStackQueued>;
 /// A video miniport spin lock owning its data.
 #[cfg(feature = "videoport")]
 pub type VideoPortSpinLock<T> = crate::Lock<T, VideoPort>;
-/// The per-acquisition handle of a [`QueuedSpinLock`].
-pub type LockQueueHandle = crate::QueueHandle<ffi::KLOCK_QUEUE_HANDLE>;
 /// The kernel's proof of `DISPATCH_LEVEL`.
 pub type DispatchLevel = crate::DispatchLevel<Kernel>;
 
@@ -172,8 +170,11 @@ unsafe impl Platform for Kernel {
     }
 
     fn current_thread() -> usize {
-        // SAFETY: callable at any IRQL.
-        unsafe { ffi::PsGetCurrentThreadId() }.addr()
+        // The KTHREAD, not the thread id: at DISPATCH_LEVEL a DPC runs on
+        // whatever thread it interrupted, and every processor's idle thread
+        // has thread id 0, while each has its own KTHREAD.
+        // SAFETY: callable at any IRQL; never null.
+        unsafe { ffi::KeGetCurrentThread() }.addr()
     }
 
     fn now_ns() -> u64 {

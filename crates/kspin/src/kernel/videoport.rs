@@ -67,10 +67,6 @@ unsafe impl Backend for VideoPort {
         None // PSPIN_LOCK is opaque
     }
 
-    unsafe fn saved_irql(_: *const (), saved: Irql) -> Irql {
-        saved
-    }
-
     unsafe fn destroy(state: &mut VideoPortState) {
         // SAFETY: created by VideoPortCreateSpinLock for this extension, not
         // held, deleted once. Deletion cannot fail for a valid lock.

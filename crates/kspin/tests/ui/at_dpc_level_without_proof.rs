@@ -1,5 +1,5 @@
-// KeAcquireSpinLockAtDpcLevel may only be called at DISPATCH_LEVEL; without a
-// proof of it there is nothing to pass.
+// KeAcquireSpinLockAtDpcLevel may only be called at DISPATCH_LEVEL (Driver
+// Verifier: C4/0x40); without a proof of it there is nothing to pass.
 use kspin::host::SpinLock;
 
 fn ioctl_at_passive(lock: &SpinLock<u32>) {

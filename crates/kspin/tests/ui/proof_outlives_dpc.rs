@@ -1,5 +1,5 @@
-// The proof lent to a DPC routine cannot leave it: after the routine
-// returns the processor may be back at PASSIVE_LEVEL.
+// The proof lent to a DPC routine cannot leave it: after the routine returns
+// the processor may be back at PASSIVE_LEVEL.
 use kspin::host::{DispatchLevel, run_as_dpc};
 
 fn main() {

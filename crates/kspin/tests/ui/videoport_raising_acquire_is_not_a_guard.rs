@@ -1,6 +1,6 @@
 // The video port form of the same rule: VideoPortAcquireSpinLock must be
-// paired with VideoPortReleaseSpinLock, never with
-// VideoPortReleaseSpinLockFromDpcLevel.
+// paired with VideoPortReleaseSpinLock (restoring the IRQL), never with
+// VideoPortReleaseSpinLockFromDpcLevel. The raising form is a scope.
 use kspin::{DpcGuard, host::{VideoPort, VideoPortSpinLock}};
 
 fn release_from_dpc_level(guard: DpcGuard<'_, u32, VideoPort>) {
@@ -11,6 +11,5 @@ fn main() {
     let mut extension = 0_u64;
     let lock = VideoPortSpinLock::create((&raw mut extension).cast(), 0_u32, kspin::lock_class!("ui"))
         .unwrap();
-    let guard = lock.lock();
-    release_from_dpc_level(guard);
+    release_from_dpc_level(lock.with(|_| ()));
 }
