@@ -5,18 +5,20 @@
 //!
 //! | Path | IRQL | How it takes the ledger's lock |
 //! |---|---|---|
-//! | `LOCK_PASSIVE` IOCTL | `PASSIVE_LEVEL` | `lock()`: raise, acquire … release, restore |
+//! | `LOCK_PASSIVE` IOCTL | `PASSIVE_LEVEL` | `with(\|ledger\| …)`: raise and acquire … release and restore, in one scope |
 //! | `LOCK_DISPATCH` IOCTL | raised to `DISPATCH_LEVEL` | `lock_at_dpc_level(at)`, with the proof from `at_dispatch_level` |
 //! | `DPC_BURST` IOCTL | `DISPATCH_LEVEL`, every processor at once | `lock_at_dpc_level(at)`, proof from the `KeGenericCallDpc` trampoline |
 //! | periodic timer DPC | `DISPATCH_LEVEL` | `lock_at_dpc_level(at)`, proof from the DPC trampoline |
 //!
-//! The guards come from [kspin](../kspin/index.html): a lock acquired by the
-//! IRQL-raising routine can only be released by `KeReleaseSpinLock` (never
-//! by `KeReleaseSpinLockFromDpcLevel`), and the `AtDpcLevel` acquire cannot
-//! be called without a proof of `DISPATCH_LEVEL`. Each ledger exists three
-//! times: behind an executive spin lock, behind an in-stack queued spin
-//! lock, and unprotected (a test aid that must lose updates). IRPs are
-//! completed, and messages printed, only after every lock is released.
+//! The locks come from [kspin](../kspin/index.html): a lock acquired by the
+//! IRQL-raising routine is released by `KeReleaseSpinLock` before `with`
+//! returns (never by `KeReleaseSpinLockFromDpcLevel`, never out of order),
+//! and the `AtDpcLevel` acquire cannot be called without a proof of
+//! `DISPATCH_LEVEL`. Each ledger exists three times: behind an executive
+//! spin lock, behind an in-stack queued spin lock (the same paths through
+//! `with` and `with_at_dpc_level`), and unprotected (a test aid that must
+//! lose updates). IRPs are completed, and messages printed, only after
+//! every lock is released.
 //!
 //! Modules: `ledger` (the ledger and the acquisition loop), `ioctl`
 //! (validated requests), `device` (AddDevice, PnP, power), `timer` (the
