@@ -43,6 +43,7 @@ use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsiz
 use crate::{
     class::LockClass,
     irql::{Irql, IrqlModel},
+    lock::Mode,
     platform::Platform,
 };
 
@@ -186,15 +187,6 @@ impl Owner {
     pub(crate) const fn new() -> Self {
         Self(AtomicUsize::new(0))
     }
-}
-
-/// How a lock is being acquired or released.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Mode {
-    /// The raising routine, around a scope ([`crate::Lock::with`]).
-    Raising,
-    /// The `AtDpcLevel` routine.
-    AtDpcLevel,
 }
 
 /// What the validator remembers about one acquisition or scope until its

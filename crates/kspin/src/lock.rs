@@ -162,35 +162,15 @@ impl<T: ?Sized, B: Backend> Lock<T, B> {
     fn raising<R>(&self, subclass: u8, measured: bool, f: impl FnOnce(&mut T) -> R) -> R {
         let mut handle = MaybeUninit::<B::Handle>::uninit();
         let handle = handle.as_mut_ptr();
-        #[cfg(feature = "checked")]
-        let me = crate::checked::before_acquire::<B::Platform>(
-            self.address(),
-            &self.owner,
-            self.class,
-            subclass,
-            crate::checked::Mode::Raising,
-        );
-        #[cfg(not(feature = "checked"))]
-        let _ = (subclass, measured);
+        let pending = self.check_acquire(subclass, Mode::Raising);
         // SAFETY: the handle is this frame's storage and stays put until the
         // release below; the validator (when on) has ruled out recursion.
         let saved = unsafe { B::acquire(&self.state, handle) };
-        #[cfg(not(feature = "checked"))]
-        let ticket = Ticket;
-        #[cfg(feature = "checked")]
-        let ticket = crate::checked::after_acquire::<B::Platform>(
-            &self.owner,
-            self.class,
-            subclass,
-            crate::checked::Mode::Raising,
-            me,
-            measured,
-        );
         let _release = RaisingRelease {
             lock: self,
             handle,
             saved,
-            ticket,
+            ticket: self.acquired(pending, measured),
         };
         // SAFETY: the lock is held until `_release` drops, after `f`, and
         // the borrow handed to `f` cannot outlive `f`.
@@ -228,33 +208,13 @@ impl<T: ?Sized, B: Backend> Lock<T, B> {
     /// until then.
     #[inline]
     unsafe fn acquire_at_dpc_level(&self, subclass: u8, handle: *mut B::Handle) -> Ticket {
-        #[cfg(feature = "checked")]
-        let me = crate::checked::before_acquire::<B::Platform>(
-            self.address(),
-            &self.owner,
-            self.class,
-            subclass,
-            crate::checked::Mode::AtDpcLevel,
-        );
-        #[cfg(not(feature = "checked"))]
-        let _ = subclass;
+        let pending = self.check_acquire(subclass, Mode::AtDpcLevel);
         // SAFETY: forwarded contract.
         unsafe { B::acquire_at_dpc_level(&self.state, handle) };
-        #[cfg(not(feature = "checked"))]
-        return Ticket;
-        #[cfg(feature = "checked")]
-        return crate::checked::after_acquire::<B::Platform>(
-            &self.owner,
-            self.class,
-            subclass,
-            crate::checked::Mode::AtDpcLevel,
-            me,
-            true,
-        );
+        self.acquired(pending, true)
     }
 
-    /// The `FromDpcLevel` release with its bookkeeping, which is done first
-    /// so that it stays right even if the release panics (host backend).
+    /// The `FromDpcLevel` release with its bookkeeping.
     ///
     /// # Safety
     ///
@@ -262,15 +222,7 @@ impl<T: ?Sized, B: Backend> Lock<T, B> {
     /// `ticket`, on this processor, still at `DISPATCH_LEVEL`.
     #[inline]
     unsafe fn release_from_dpc_level(&self, handle: *mut B::Handle, ticket: &Ticket) {
-        #[cfg(feature = "checked")]
-        crate::checked::before_release::<B::Platform>(
-            &self.owner,
-            self.class,
-            ticket,
-            crate::checked::Mode::AtDpcLevel,
-        );
-        #[cfg(not(feature = "checked"))]
-        let Ticket = ticket;
+        self.releasing(ticket, Mode::AtDpcLevel);
         // SAFETY: forwarded contract.
         unsafe { B::release_from_dpc_level(&self.state, handle) };
     }
@@ -287,6 +239,15 @@ impl<T: ?Sized, B: Backend> Lock<T, B> {
     }
 }
 
+/// How a lock is acquired, and so released.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// The raising routine, around a scope ([`Lock::with`]).
+    Raising,
+    /// The `AtDpcLevel` routine.
+    AtDpcLevel,
+}
+
 /// What the validator remembers about one acquisition.
 #[cfg(feature = "checked")]
 use crate::checked::Ticket;
@@ -294,6 +255,75 @@ use crate::checked::Ticket;
 /// Nothing to remember in free builds.
 #[cfg(not(feature = "checked"))]
 struct Ticket;
+
+/// What the validator's checks before an acquisition pass on to its record.
+#[cfg(feature = "checked")]
+struct Pending {
+    me: usize,
+    subclass: u8,
+    mode: Mode,
+}
+
+/// Nothing to pass on in free builds.
+#[cfg(not(feature = "checked"))]
+struct Pending;
+
+/// The validator's hooks around the raw calls. In free builds they are
+/// empty, and every acquisition compiles to the raw calls alone.
+impl<T: ?Sized, B: Backend> Lock<T, B> {
+    /// Checks before the raw acquire: recursion, IRQL, lock order.
+    #[inline]
+    fn check_acquire(&self, subclass: u8, mode: Mode) -> Pending {
+        #[cfg(feature = "checked")]
+        {
+            let me = crate::checked::before_acquire::<B::Platform>(
+                self.address(),
+                &self.owner,
+                self.class,
+                subclass,
+                mode,
+            );
+            Pending { me, subclass, mode }
+        }
+        #[cfg(not(feature = "checked"))]
+        {
+            let _ = (subclass, mode);
+            Pending
+        }
+    }
+
+    /// Records an acquisition once the raw acquire has returned;
+    /// `measured`: whether its hold time counts in the statistics.
+    #[inline]
+    fn acquired(&self, pending: Pending, measured: bool) -> Ticket {
+        #[cfg(feature = "checked")]
+        {
+            crate::checked::after_acquire::<B::Platform>(
+                &self.owner,
+                self.class,
+                pending.subclass,
+                pending.mode,
+                pending.me,
+                measured,
+            )
+        }
+        #[cfg(not(feature = "checked"))]
+        {
+            let (Pending, _) = (pending, measured);
+            Ticket
+        }
+    }
+
+    /// All the bookkeeping of a release, done before the raw release so
+    /// that it stays right even if the release panics (host backend).
+    #[inline]
+    fn releasing(&self, ticket: &Ticket, mode: Mode) {
+        #[cfg(feature = "checked")]
+        crate::checked::before_release::<B::Platform>(&self.owner, self.class, ticket, mode);
+        #[cfg(not(feature = "checked"))]
+        let (Ticket, _) = (ticket, mode);
+    }
+}
 
 impl<T: ?Sized, B: Backend<Handle = ()>> Lock<T, B> {
     /// Acquires the lock at `DISPATCH_LEVEL`, as proved by `at`; dropping
@@ -395,15 +425,7 @@ struct RaisingRelease<'a, T: ?Sized, B: Backend> {
 impl<T: ?Sized, B: Backend> Drop for RaisingRelease<'_, T, B> {
     #[inline]
     fn drop(&mut self) {
-        #[cfg(feature = "checked")]
-        crate::checked::before_release::<B::Platform>(
-            &self.lock.owner,
-            self.lock.class,
-            &self.ticket,
-            crate::checked::Mode::Raising,
-        );
-        #[cfg(not(feature = "checked"))]
-        let Ticket = self.ticket;
+        self.lock.releasing(&self.ticket, Mode::Raising);
         // SAFETY: acquired by `B::acquire` in `Lock::raising` with this
         // handle, which returned `saved`; still on the acquiring processor,
         // since that frame has not returned.
