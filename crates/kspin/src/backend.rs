@@ -79,6 +79,8 @@ pub unsafe trait Backend: Sized + 'static {
     ///
     /// # Safety
     ///
-    /// Called once, when the lock is dropped and nobody holds it.
+    /// Called once, when the lock is dropped: no acquisition is in progress
+    /// and none can follow. (A leaked guard may have left the lock held;
+    /// nothing can reach it any more.)
     unsafe fn destroy(_state: &mut Self::State) {}
 }

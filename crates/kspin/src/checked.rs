@@ -192,6 +192,10 @@ impl Owner {
 /// What the validator remembers about one acquisition or scope until its
 /// end.
 pub(crate) struct Ticket {
+    /// The thread that made the entry.
+    owner: usize,
+    /// Whether the entry opens a scope.
+    scope: bool,
     /// The table slot, or `NO_SLOT` if the table was full.
     slot: usize,
     /// Position in the global order of entries (younger entries are larger).
@@ -231,6 +235,11 @@ const FREE_SLOT: Slot = Slot {
 
 static SLOTS: [Slot; MAX_HELD] = [FREE_SLOT; MAX_HELD];
 static NEXT_SEQ: AtomicU64 = AtomicU64::new(1);
+/// Scopes open right now that the full table could not record. While there
+/// is one, no thread can tell which of its scopes is the outermost, so no
+/// leak is judged (a guard taken on an unrecorded outer scope's proof would
+/// look leaked when an inner scope ends).
+static UNRECORDED_SCOPES: AtomicUsize = AtomicUsize::new(0);
 static NEXT_NODE: AtomicU32 = AtomicU32::new(0);
 /// `EDGES[a]` has bit `b` set once node `b` was acquired while `a` was held.
 static EDGES: [AtomicU64; MAX_NODES] = [ZERO_U64; MAX_NODES];
@@ -308,8 +317,13 @@ fn node_of(class: &LockClass, subclass: u8) -> Option<usize> {
     }
     match cell.compare_exchange(0, fresh + 1, Ordering::AcqRel, Ordering::Acquire) {
         Ok(_) => Some(fresh as usize),
-        // Another processor assigned it first; `fresh` stays unused.
-        Err(theirs) => Some(theirs as usize - 1),
+        Err(theirs) => {
+            // Another processor assigned it first: give `fresh` back unless
+            // a later node was handed out meanwhile.
+            let _ =
+                NEXT_NODE.compare_exchange(fresh + 1, fresh, Ordering::Relaxed, Ordering::Relaxed);
+            Some(theirs as usize - 1)
+        }
     }
 }
 
@@ -343,7 +357,12 @@ fn claim(me: usize, class: Option<&'static LockClass>, subclass: u8, scope: bool
     });
     let Some(index) = slot else {
         count(&UNTRACKED);
+        if scope {
+            UNRECORDED_SCOPES.fetch_add(1, Ordering::AcqRel);
+        }
         return Ticket {
+            owner: me,
+            scope,
             slot: NO_SLOT,
             seq,
             start_ns: 0,
@@ -362,6 +381,8 @@ fn claim(me: usize, class: Option<&'static LockClass>, subclass: u8, scope: bool
         .store(node.map_or(0, |n| n as u32 + 1), Ordering::Relaxed);
     slot.scope.store(scope, Ordering::Relaxed);
     Ticket {
+        owner: me,
+        scope,
         slot: index,
         seq,
         start_ns: 0,
@@ -370,8 +391,20 @@ fn claim(me: usize, class: Option<&'static LockClass>, subclass: u8, scope: bool
 }
 
 fn free(ticket: &Ticket) {
-    if let Some(slot) = SLOTS.get(ticket.slot) {
-        slot.owner.store(0, Ordering::Release);
+    let Some(slot) = SLOTS.get(ticket.slot) else {
+        if ticket.scope {
+            UNRECORDED_SCOPES.fetch_sub(1, Ordering::AcqRel);
+        }
+        return;
+    };
+    // Only while the slot still holds this entry: an outermost scope may
+    // have freed it already (a leak), and another entry reuse it since.
+    // Another thread's entry has another owner (the compare-exchange); a
+    // later entry of the same thread, another sequence number.
+    if slot.seq.load(Ordering::Relaxed) == ticket.seq {
+        let _ = slot
+            .owner
+            .compare_exchange(ticket.owner, 0, Ordering::Release, Ordering::Relaxed);
     }
 }
 
@@ -388,9 +421,10 @@ fn end_scope(me: usize, ticket: &Ticket) {
     let outermost = !entries_of(me).any(|slot| {
         slot.scope.load(Ordering::Relaxed) && slot.seq.load(Ordering::Relaxed) < ticket.seq
     });
-    if !outermost {
+    if !outermost || UNRECORDED_SCOPES.load(Ordering::Acquire) != 0 {
         // An inner scope: a lock taken inside it may legitimately outlive
-        // it on the outer scope's proof; the outer scope judges.
+        // it on the outer scope's proof; the outer scope judges. (And while
+        // some scope went unrecorded, this one may be inner without knowing.)
         return;
     }
     for slot in entries_of(me) {
@@ -442,7 +476,7 @@ pub(crate) fn before_acquire<P: Platform>(
     if owner.0.load(Ordering::Relaxed) == me {
         count(&RECURSIVE_ACQUIRES);
         P::fail_stop(
-            "recursive acquire: the current thread already holds this spin lock (or leaked a guard of it)",
+            "recursive acquire: the current thread already holds this spin lock, or a guard of it was leaked on this thread (in the kernel: by this thread or by a DPC that interrupted it)",
             lock,
         );
     }

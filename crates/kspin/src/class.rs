@@ -4,7 +4,12 @@
 
 /// A lock class: a name, and in checked builds its order-graph node and
 /// hold-time statistics. Create one per lock-creation site with
-/// [`lock_class!`](crate::lock_class).
+/// [`lock_class!`](crate::lock_class), or as a `static`.
+///
+/// Never as a `const`: a `const` is a new value at every use (in checked
+/// builds, a new class each time), and in checked builds, where the class
+/// holds atomics, `&CONST` is no longer promoted to `'static` and does not
+/// compile.
 pub struct LockClass {
     name: &'static str,
     #[cfg(feature = "checked")]

@@ -36,7 +36,9 @@ macro_rules! define_deferred_routine {
         ///
         /// Only the kernel calls this, as a DPC routine: `context` must point
         /// to an `R` that outlives every run of the DPC (cancel the timer, or
-        /// flush the DPC, before freeing it).
+        /// flush the DPC, before freeing it). Never give it to
+        /// `KeInitializeThreadedDpc`: a threaded DPC usually runs at
+        /// `PASSIVE_LEVEL`, and the proof it lends would be false.
         pub unsafe extern $abi fn deferred_routine<D, R: DeferredRoutine>(
             _dpc: *mut D,
             context: *mut c_void,
@@ -64,6 +66,12 @@ pub struct CallDpcBarrier {
 impl CallDpcBarrier {
     /// Waits until every processor has reached this point
     /// (`KeSignalCallDpcSynchronize`); returns `true` on exactly one of them.
+    ///
+    /// Every processor must call it the same number of times: one that
+    /// skips it leaves all the others spinning at `DISPATCH_LEVEL` (a hang,
+    /// then the DPC watchdog's bugcheck 0x133), and so does one that calls
+    /// it while holding a spin lock that another processor needs to get
+    /// there.
     pub fn synchronize(&self) -> bool {
         // SAFETY: the argument KeGenericCallDpc passed to this DPC, at DISPATCH_LEVEL.
         unsafe { ffi::KeSignalCallDpcSynchronize(self.system_argument2) != 0 }
@@ -94,14 +102,22 @@ unsafe extern "system" fn generic_call_trampoline<R: GenericCallRoutine>(
 }
 
 /// Runs `routine` as a DPC on every active processor at once and returns
-/// when all of them have finished (`KeGenericCallDpc`). Call at
-/// `PASSIVE_LEVEL` or `APC_LEVEL`.
+/// when all of them have finished (`KeGenericCallDpc`).
+///
+/// Call it at `PASSIVE_LEVEL` or `APC_LEVEL`: never inside a DPC routine,
+/// `at_dispatch_level`, a `with` closure or a `GenericCallRoutine`.
+/// Safe code can reach all of those, and the types cannot tell, so the
+/// IRQL is checked on every call (one `cr8` read, nothing beside a broadcast
+/// to every processor): above `APC_LEVEL` this stops the system at once
+/// with bugcheck `KSPN` (P1 = 0), where `KeGenericCallDpc` would take a
+/// fast mutex at `DISPATCH_LEVEL` and spin every processor until the DPC
+/// watchdog fires. (Where IRQL is not modelled, Wine, the check cannot run.)
 pub fn generic_call_dpc<R: GenericCallRoutine>(routine: &R) {
-    debug_assert!(
-        super::Kernel::irql_model() == IrqlModel::NotModelled
-            || super::Kernel::current_irql() <= Irql::APC,
-        "KeGenericCallDpc above APC_LEVEL"
-    );
+    if super::Kernel::irql_model() == IrqlModel::Modelled
+        && super::Kernel::current_irql() > Irql::APC
+    {
+        super::Kernel::fail_stop("generic_call_dpc called above APC_LEVEL", 0);
+    }
     // SAFETY: KeGenericCallDpc returns only after every processor's routine
     // has called KeSignalCallDpcDone, so `routine` outlives every use.
     unsafe {

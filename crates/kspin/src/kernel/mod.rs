@@ -49,8 +49,15 @@ pub type DispatchLevel = crate::DispatchLevel<Kernel>;
 static IRQL_MODEL: AtomicU32 = AtomicU32::new(IrqlModel::Modelled as u32);
 
 /// Tells kspin whether IRQL reads can be trusted here (see
-/// [`detect_irql_model`]).
-pub fn set_irql_model(model: IrqlModel) {
+/// [`detect_irql_model`], which is what a driver should call).
+///
+/// # Safety
+///
+/// [`IrqlModel::NotModelled`] switches off the IRQL checks that keep safe
+/// code sound where the type system cannot (`generic_call_dpc` above
+/// `APC_LEVEL`, and the debug assertions); pass it only where IRQL reads
+/// really cannot be trusted (Wine).
+pub unsafe fn set_irql_model(model: IrqlModel) {
     IRQL_MODEL.store(model as u32, Ordering::Relaxed);
 }
 
@@ -75,7 +82,8 @@ pub fn detect_irql_model() -> IrqlModel {
     } else {
         IrqlModel::NotModelled
     };
-    set_irql_model(model);
+    // SAFETY: the model just observed on this system.
+    unsafe { set_irql_model(model) };
     model
 }
 
@@ -191,6 +199,8 @@ unsafe impl Platform for Kernel {
     }
 
     fn fail_stop(_violation: &'static str, lock: usize) -> ! {
+        // P1 is the lock's address (0 when the violation is not about one
+        // lock), P2 the current KTHREAD.
         // SAFETY: KeBugCheckEx takes plain values and never returns.
         unsafe { ffi::KeBugCheckEx(KSPIN_BUGCHECK_CODE, lock, Self::current_thread(), 0, 0) }
     }
