@@ -60,6 +60,8 @@ pub const MAX_NODES: usize = 64;
 pub const MAX_SUBCLASSES: usize = 8;
 /// Held locks and open scopes tracked at once, system-wide.
 pub const MAX_HELD: usize = 128;
+/// Scopes the full table could not record, remembered per thread.
+const MAX_UNRECORDED: usize = 32;
 
 /// Hold-time statistics of one lock class.
 #[repr(C)]
@@ -129,6 +131,8 @@ pub(crate) struct ClassState {
 const ZERO_U64: AtomicU64 = AtomicU64::new(0);
 #[allow(clippy::declare_interior_mutable_const)]
 const ZERO_U32: AtomicU32 = AtomicU32::new(0);
+#[allow(clippy::declare_interior_mutable_const)]
+const ZERO_USIZE: AtomicUsize = AtomicUsize::new(0);
 
 impl ClassState {
     pub(crate) const fn new() -> Self {
@@ -198,6 +202,9 @@ pub(crate) struct Ticket {
     scope: bool,
     /// The table slot, or `NO_SLOT` if the table was full.
     slot: usize,
+    /// For a scope the table could not record: its entry in
+    /// `UNRECORDED`, or `NO_SLOT` if that was full too.
+    unrecorded: usize,
     /// Position in the global order of entries (younger entries are larger).
     seq: u64,
     start_ns: u64,
@@ -235,11 +242,15 @@ const FREE_SLOT: Slot = Slot {
 
 static SLOTS: [Slot; MAX_HELD] = [FREE_SLOT; MAX_HELD];
 static NEXT_SEQ: AtomicU64 = AtomicU64::new(1);
-/// Scopes open right now that the full table could not record. While there
-/// is one, no thread can tell which of its scopes is the outermost, so no
-/// leak is judged (a guard taken on an unrecorded outer scope's proof would
-/// look leaked when an inner scope ends).
-static UNRECORDED_SCOPES: AtomicUsize = AtomicUsize::new(0);
+/// The threads of scopes open right now that the full table could not
+/// record, one entry per scope. A thread with one cannot tell which of its
+/// scopes is the outermost, so it judges no leak (a guard taken on an
+/// unrecorded outer scope's proof would look leaked when an inner scope
+/// ends); every other thread still does.
+static UNRECORDED: [AtomicUsize; MAX_UNRECORDED] = [ZERO_USIZE; MAX_UNRECORDED];
+/// Unrecorded scopes that found `UNRECORDED` full as well: while there is
+/// one, no thread judges leaks, since any could be its owner.
+static UNRECORDED_OVERFLOW: AtomicUsize = AtomicUsize::new(0);
 static NEXT_NODE: AtomicU32 = AtomicU32::new(0);
 /// `EDGES[a]` has bit `b` set once node `b` was acquired while `a` was held.
 static EDGES: [AtomicU64; MAX_NODES] = [ZERO_U64; MAX_NODES];
@@ -357,13 +368,24 @@ fn claim(me: usize, class: Option<&'static LockClass>, subclass: u8, scope: bool
     });
     let Some(index) = slot else {
         count(&UNTRACKED);
+        let mut unrecorded = NO_SLOT;
         if scope {
-            UNRECORDED_SCOPES.fetch_add(1, Ordering::AcqRel);
+            match UNRECORDED.iter().position(|entry| {
+                entry
+                    .compare_exchange(0, me, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+            }) {
+                Some(entry) => unrecorded = entry,
+                None => {
+                    UNRECORDED_OVERFLOW.fetch_add(1, Ordering::AcqRel);
+                }
+            }
         }
         return Ticket {
             owner: me,
             scope,
             slot: NO_SLOT,
+            unrecorded,
             seq,
             start_ns: 0,
             measured: false,
@@ -384,6 +406,7 @@ fn claim(me: usize, class: Option<&'static LockClass>, subclass: u8, scope: bool
         owner: me,
         scope,
         slot: index,
+        unrecorded: NO_SLOT,
         seq,
         start_ns: 0,
         measured: true,
@@ -393,7 +416,12 @@ fn claim(me: usize, class: Option<&'static LockClass>, subclass: u8, scope: bool
 fn free(ticket: &Ticket) {
     let Some(slot) = SLOTS.get(ticket.slot) else {
         if ticket.scope {
-            UNRECORDED_SCOPES.fetch_sub(1, Ordering::AcqRel);
+            match UNRECORDED.get(ticket.unrecorded) {
+                Some(entry) => entry.store(0, Ordering::Release),
+                None => {
+                    UNRECORDED_OVERFLOW.fetch_sub(1, Ordering::AcqRel);
+                }
+            }
         }
         return;
     };
@@ -421,10 +449,15 @@ fn end_scope(me: usize, ticket: &Ticket) {
     let outermost = !entries_of(me).any(|slot| {
         slot.scope.load(Ordering::Relaxed) && slot.seq.load(Ordering::Relaxed) < ticket.seq
     });
-    if !outermost || UNRECORDED_SCOPES.load(Ordering::Acquire) != 0 {
+    let unsure = UNRECORDED_OVERFLOW.load(Ordering::Acquire) != 0
+        || UNRECORDED
+            .iter()
+            .any(|entry| entry.load(Ordering::Acquire) == me);
+    if !outermost || unsure {
         // An inner scope: a lock taken inside it may legitimately outlive
         // it on the outer scope's proof; the outer scope judges. (And while
-        // some scope went unrecorded, this one may be inner without knowing.)
+        // one of this thread's scopes went unrecorded, this one may be inner
+        // without knowing.)
         return;
     }
     for slot in entries_of(me) {

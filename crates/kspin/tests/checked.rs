@@ -469,7 +469,8 @@ fn a_momentarily_full_table_neither_invents_nor_hides_a_leak() {
     // proof lives on: legitimate, and it must not be taken for a leak (nor
     // its slot freed, which the guard's later release would then free
     // again, taking another thread's entry with it). Thread 2's real leaks
-    // must all be reported.
+    // must all be reported, though its DPC ends while this thread's
+    // unrecorded scope is still open.
     use std::sync::Barrier;
     let _serial = serial();
     let fillers: Vec<SpinLock<u32>> = (0..MAX_HELD)
@@ -501,6 +502,10 @@ fn a_momentarily_full_table_neither_invents_nor_hides_a_leak() {
                 step.wait(); // 5
                 step.wait(); // 6: the main thread released its guard
             });
+            // This DPC has ended, and judged its leaks, while the main
+            // thread's unrecorded scope is still open: that scope must not
+            // silence another thread's judgement.
+            step.wait(); // 7
         });
         step.wait(); // 1
         at_dispatch_level::<Host, _>(|outer| {
@@ -512,6 +517,7 @@ fn a_momentarily_full_table_neither_invents_nor_hides_a_leak() {
             step.wait(); // 5
             drop(guard);
             step.wait(); // 6
+            step.wait(); // 7
         });
     });
     assert_eq!(
