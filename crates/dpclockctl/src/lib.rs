@@ -9,6 +9,7 @@ pub mod bench;
 pub mod check;
 pub mod device;
 pub mod fuzz;
+pub mod protocol_doc;
 pub mod report;
 pub mod stress;
 pub mod verify;

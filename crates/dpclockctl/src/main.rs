@@ -70,6 +70,14 @@ enum Command {
     Reset,
     /// Exercise every IOCTL once and check each answer (leaves the device reset).
     Check,
+    /// Check what docs/protocol.md says about handles, access, buffers, statuses and
+    /// the timer's accounting, and every example of it, against the device.
+    Conform {
+        /// Also uninstall the device with a handle open and reinstall it from this INF,
+        /// checking what the old handle gets.
+        #[arg(long)]
+        removal: Option<PathBuf>,
+    },
     /// Measure IOCTL round trips (no-op against one-acquisition lock IOCTLs) and
     /// acquisitions per second in DPC bursts, plain against queued.
     Bench {
@@ -287,6 +295,10 @@ mod windows_main {
                 json,
             } => with_device(|device| bench(device, rounds, round_ms, bursts, json)),
             Command::Check => with_device(check),
+            Command::Conform { removal } => with_device(|device| {
+                let checks = dpclockctl::win::conform::run(device, removal.as_deref());
+                report_checks(&checks, "CONFORM")
+            }),
             Command::Fuzz {
                 cases,
                 duration,
@@ -534,8 +546,12 @@ mod windows_main {
 
     fn check(device: &WinDevice) -> u8 {
         let checks = dpclockctl::check::run(device);
+        report_checks(&checks, "CHECK")
+    }
+
+    fn report_checks(checks: &[dpclockctl::check::Check], what: &str) -> u8 {
         let mut failed = 0;
-        for check in &checks {
+        for check in checks {
             match &check.result {
                 Ok(detail) => println!("  ok    {}: {detail}", check.name),
                 Err(why) => {
@@ -545,10 +561,10 @@ mod windows_main {
             }
         }
         if failed == 0 {
-            println!("CHECK PASSED: {} checks", checks.len());
+            println!("{what} PASSED: {} checks", checks.len());
             0
         } else {
-            println!("CHECK FAILED: {failed} of {} checks", checks.len());
+            println!("{what} FAILED: {failed} of {} checks", checks.len());
             exit::NOT_VERIFIED
         }
     }

@@ -1,6 +1,7 @@
 //! The Win32 side: finding and opening the device, installing the driver,
 //! and facts about the machine. Compiled on Windows (and for Wine) only.
 
+pub mod conform;
 pub mod device;
 pub mod env;
 pub mod install;
