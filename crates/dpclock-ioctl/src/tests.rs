@@ -1,6 +1,6 @@
 extern crate std;
 
-use std::{vec, vec::Vec};
+use std::vec;
 
 use core::mem::size_of;
 

@@ -139,7 +139,7 @@ fn hex_bytes(text: &str) -> Result<Vec<Option<u8>>, String> {
         return Ok(Vec::new());
     }
     let digits: String = text.split_whitespace().collect();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return Err(format!("odd number of hex digits in `{text}`"));
     }
     (0..digits.len())
@@ -425,12 +425,15 @@ mod tests {
         assert_eq!(limits::MAX_WORK, 10_000);
     }
 
+    /// A struct's name, size, and each field's name, offset and size.
+    type StructLayout = (&'static str, usize, Vec<(&'static str, usize, usize)>);
+
     /// Every struct table: its size in the heading, rows that tile the
     /// struct from 0 with no gap, and the Rust layout's offset and size of
     /// each named field.
     #[test]
     fn every_struct_table_is_the_rust_layout() {
-        let layouts: Vec<(&str, usize, Vec<(&str, usize, usize)>)> = vec![
+        let layouts: Vec<StructLayout> = vec![
             (
                 "LockRequest",
                 size_of::<LockRequest>(),
