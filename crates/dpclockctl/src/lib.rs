@@ -11,6 +11,7 @@ pub mod device;
 pub mod fuzz;
 pub mod protocol_doc;
 pub mod report;
+pub mod soak;
 pub mod stress;
 pub mod verify;
 #[cfg(windows)]

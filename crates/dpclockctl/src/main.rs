@@ -94,6 +94,30 @@ enum Command {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Run everything at once for a long time: stress on both locks and every path,
+    /// malformed requests, the timer restarted at random, remove-and-reinstall cycles
+    /// under load alternating the free and checked builds; verify continuously.
+    /// The device must not be installed; it is removed at the end.
+    Soak {
+        /// How long to run, in seconds.
+        #[arg(long, default_value_t = 1800)]
+        seconds: u64,
+        /// Seconds the device lives under load in each cycle.
+        #[arg(long, default_value_t = 13)]
+        cycle_seconds: u64,
+        /// The free build's INF.
+        #[arg(long)]
+        free_inf: PathBuf,
+        /// The checked build's INF.
+        #[arg(long)]
+        checked_inf: PathBuf,
+        /// Seed of every random choice.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Write the report as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Send malformed requests and check each status, then the device's health.
     Fuzz {
         /// Cases to send.
@@ -305,6 +329,59 @@ mod windows_main {
                 seed,
                 json,
             } => with_device(|device| fuzz(device, cases, duration, seed, json)),
+            Command::Soak {
+                seconds,
+                cycle_seconds,
+                free_inf,
+                checked_inf,
+                seed,
+                json,
+            } => soak(seconds, cycle_seconds, free_inf, checked_inf, seed, json),
+        }
+    }
+
+    fn soak(
+        seconds: u64,
+        cycle_seconds: u64,
+        free_inf: std::path::PathBuf,
+        checked_inf: std::path::PathBuf,
+        seed: u64,
+        json: Option<std::path::PathBuf>,
+    ) -> u8 {
+        use dpclockctl::{soak, win::soak::WinPlatform};
+        if !env::is_elevated() {
+            eprintln!("dpclockctl: the soak installs the driver: run it elevated");
+            return exit::NOT_ELEVATED;
+        }
+        let config = soak::Config {
+            duration: Duration::from_secs(seconds),
+            cycle: Duration::from_secs(cycle_seconds.max(3)),
+            seed,
+            ..soak::Config::default()
+        };
+        let platform = WinPlatform {
+            free_inf,
+            checked_inf,
+            json: json.clone(),
+        };
+        println!(
+            "dpclock soak: {seconds} s, a cycle every {} s (free and checked builds in turn), seed {seed}",
+            config.cycle.as_secs()
+        );
+        let report = soak::run(&platform, &config);
+        print!("{}", soak::summary(&report));
+        if let Some(path) = json
+            && let Err(error) = dpclockctl::win::soak::write_json(&path, &report)
+        {
+            eprintln!("dpclockctl: cannot write {}: {error}", path.display());
+            return exit::ERROR;
+        }
+        if report.passed {
+            println!("SOAK PASSED");
+            0
+        } else {
+            println!("SOAK FAILED");
+            exit::NOT_VERIFIED
         }
     }
 
