@@ -7,7 +7,10 @@
 //!   prefix, run `dpclockctl stress`, uninstall;
 //! * `test`: every test (formatting, clippy, host tests, loom, PE checks,
 //!   Wine end-to-end tests);
-//! * `bench`: the benchmarks, written to target/bench.
+//! * `bench`: the benchmarks, written to target/bench;
+//! * `soak [--minutes N]`: everything at once for N minutes under Wine,
+//!   with a report and a picture in target/soak;
+//! * `fuzz [--seconds N]`: coverage-guided fuzzing of the protocol crate.
 //!
 //! The end-to-end tests in the workspace's `tests/` use this crate as a
 //! library for the packages ([`cross`]) and Wine sessions ([`wine`]).
@@ -16,6 +19,7 @@ pub mod bench;
 pub mod cross;
 pub mod deps;
 pub mod process;
+pub mod soak;
 pub mod wine;
 
 use std::{sync::OnceLock, time::Duration};

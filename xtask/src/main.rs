@@ -23,6 +23,11 @@ usage: cargo xtask <command>
                         uninstall; the exit status is the harness's
   test                  run every test (what CI runs)
   bench                 run the benchmarks; writes target/bench/report.{md,json}
+  soak [--minutes N | --seconds N] [--seed N]
+                        everything at once under Wine for N minutes (default 30): stress,
+                        malformed requests, remove-and-reinstall cycles, leak samples;
+                        writes target/soak/{report.txt,soak.json,soak.svg}
+  fuzz [--seconds N]    coverage-guided fuzzing of dpclock-ioctl (cargo-fuzz, nightly)
 ";
 
 fn main() -> ExitCode {
@@ -35,6 +40,7 @@ fn main() -> ExitCode {
         "stress" => stress(rest),
         "test" => test(),
         "bench" => bench(),
+        "soak" => soak(&rest),
         "" | "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(0)
@@ -68,12 +74,6 @@ fn build(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// A Linux path as a Wine path (`Z:` maps the Unix root).
-fn wine_path(path: &Path) -> String {
-    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    format!("Z:{}", display(&absolute).replace('/', "\\"))
-}
-
 fn stress(mut args: Vec<String>) -> Result<i32> {
     let checked = args
         .iter()
@@ -86,7 +86,7 @@ fn stress(mut args: Vec<String>) -> Result<i32> {
         .position(|a| a == "--json")
         .and_then(|i| args.get_mut(i + 1))
     {
-        *path = wine_path(Path::new(path.as_str()));
+        *path = xtask::soak::wine_path(Path::new(path.as_str()));
     }
     let seconds = |flag: &str, default: u64| {
         args.iter()
@@ -241,6 +241,32 @@ fn all_tests(steps: &mut Steps) -> Result<()> {
         ))
     })?;
     Ok(())
+}
+
+/// `--name VALUE` as a number, if given.
+fn flag(args: &[String], name: &str) -> Result<Option<u64>> {
+    match args.iter().position(|a| a == name) {
+        None => Ok(None),
+        Some(i) => args
+            .get(i + 1)
+            .and_then(|v| v.parse().ok())
+            .map(Some)
+            .ok_or_else(|| fail!("{name} needs a number")),
+    }
+}
+
+fn soak(args: &[String]) -> Result<i32> {
+    for arg in args.iter().filter(|a| a.starts_with("--")) {
+        if !["--minutes", "--seconds", "--seed"].contains(&arg.as_str()) {
+            return Err(fail!("unknown soak flag `{arg}`\n{USAGE}"));
+        }
+    }
+    let seconds = match (flag(args, "--seconds")?, flag(args, "--minutes")?) {
+        (Some(s), _) => s,
+        (None, Some(m)) => m * 60,
+        (None, None) => 30 * 60,
+    };
+    xtask::soak::run(seconds, flag(args, "--seed")?.unwrap_or(1))
 }
 
 fn bench() -> Result<i32> {
