@@ -354,6 +354,7 @@ mod windows_main {
             return exit::NOT_ELEVATED;
         }
         let config = soak::Config {
+            null_inputs: env::wine_version().is_none(),
             duration: Duration::from_secs(seconds),
             cycle: Duration::from_secs(cycle_seconds.max(3)),
             seed,
@@ -720,7 +721,13 @@ mod windows_main {
             fuzz::Budget::Time(Duration::from_secs(s))
         });
         let started = Instant::now();
-        let outcome = fuzz::run(device as &dyn Device, seed, budget, unlocked_allowed);
+        let outcome = fuzz::run(
+            device as &dyn Device,
+            seed,
+            budget,
+            unlocked_allowed,
+            env::wine_version().is_none(),
+        );
         println!(
             "dpclock fuzz: {} cases in {:.1} s (seed {seed})",
             outcome.cases,

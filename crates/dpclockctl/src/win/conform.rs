@@ -16,7 +16,7 @@ use windows_sys::Win32::Foundation::{GENERIC_READ, GENERIC_WRITE, RtlNtStatusToD
 use super::{device::WinDevice, install};
 use crate::{
     check::Check,
-    device::{self, Device, status_name},
+    device::{self, Device, IoResult, status_name},
     protocol_doc,
 };
 
@@ -167,6 +167,79 @@ fn output_buffers(device: &WinDevice, checks: &mut Vec<Check>) {
     }
 }
 
+/// Null buffers with a length: the I/O manager refuses them before the
+/// driver sees them. (Wine 8.0 refuses null output buffers but not null
+/// input buffers; those are left out under Wine, as the document says.)
+fn null_buffers(device: &WinDevice) -> Result<String, String> {
+    let null_inputs = super::env::wine_version().is_none();
+    let mut seen = Vec::new();
+    let mut wrong = Vec::new();
+    for ioctl in &spec::IOCTLS {
+        let (input, output_len) = valid_request(ioctl);
+        let input_len = input.len().max(16) as u32;
+        let mut output = vec![0_u8; output_len.max(16)];
+        let null_input = if null_inputs {
+            // SAFETY: a null input with a length (what is probed), and an
+            // output buffer valid for its length.
+            unsafe {
+                device.ioctl_raw(
+                    ioctl.code,
+                    std::ptr::null(),
+                    input_len,
+                    output.as_mut_ptr(),
+                    output.len() as u32,
+                )
+            }
+        } else {
+            IoResult {
+                status: -1,
+                information: 0,
+            }
+        };
+        let padded = [input.clone(), vec![0; 16]].concat();
+        // SAFETY: an input valid for its length, and a null output.
+        let null_output = unsafe {
+            device.ioctl_raw(
+                ioctl.code,
+                padded.as_ptr(),
+                input_len,
+                std::ptr::null_mut(),
+                64,
+            )
+        };
+        let probes = if null_inputs {
+            vec![("input", null_input), ("output", null_output)]
+        } else {
+            vec![("output", null_output)]
+        };
+        for (which, result) in probes {
+            seen.push(format!(
+                "{} null {which}: {}",
+                ioctl.name,
+                status_name(result.status)
+            ));
+            if result.status >= 0 {
+                wrong.push(format!(
+                    "{} null {which}: {}",
+                    ioctl.name,
+                    status_name(result.status)
+                ));
+            }
+        }
+        let _ = device::timer_stop(device);
+    }
+    let _ = device::reset(device);
+    if wrong.is_empty() {
+        Ok(seen.join(", "))
+    } else {
+        Err(format!(
+            "accepted: {}; all: {}",
+            wrong.join(", "),
+            seen.join(", ")
+        ))
+    }
+}
+
 /// The Win32 error each documented NTSTATUS becomes (`DeviceIoControl`).
 fn win32_errors() -> Result<String, String> {
     let mut wrong = Vec::new();
@@ -294,6 +367,7 @@ pub fn run(device: &WinDevice, removal_inf: Option<&Path>) -> Vec<Check> {
     record(&mut checks, "several handles", several_handles());
     access_checks(&mut checks);
     output_buffers(device, &mut checks);
+    record(&mut checks, "null buffers", null_buffers(device));
     let _ = device::timer_stop(device);
     record(&mut checks, "Win32 errors of the statuses", win32_errors());
     record(

@@ -5,6 +5,7 @@ pub mod conform;
 pub mod device;
 pub mod env;
 pub mod install;
+pub mod processes;
 pub mod soak;
 
 /// A UTF-16, NUL-terminated copy of `text`.

@@ -8,20 +8,15 @@ use std::{
 };
 
 use windows_sys::Win32::{
-    Foundation::{CloseHandle, GENERIC_READ, GENERIC_WRITE, HANDLE},
+    Foundation::{GENERIC_READ, GENERIC_WRITE},
     Storage::FileSystem::{FILE_SHARE_READ, FILE_SHARE_WRITE},
-    System::{
-        ProcessStatus::{K32GetProcessMemoryInfo, PROCESS_MEMORY_COUNTERS},
-        Threading::{
-            GetCurrentProcess, GetCurrentProcessId, GetProcessHandleCount, OpenProcess,
-            PROCESS_QUERY_INFORMATION, PROCESS_VM_READ,
-        },
-    },
+    System::Threading::GetCurrentProcessId,
 };
 
 use super::{
     device::{WinDevice, interface_paths},
     install::{self, Installed, Uninstalled},
+    processes,
 };
 use crate::soak::{Build, Platform, ProcessSample, Report};
 
@@ -44,24 +39,6 @@ pub struct WinPlatform {
 pub fn write_json(path: &Path, report: &Report) -> std::io::Result<()> {
     let json = serde_json::to_string_pretty(report).map_err(std::io::Error::other)?;
     std::fs::write(path, json)
-}
-
-fn sample(name: &str, pid: u32, process: HANDLE) -> Option<ProcessSample> {
-    let mut handles = 0;
-    // SAFETY: a process handle with query access and an out-parameter.
-    let ok = unsafe { GetProcessHandleCount(process, &mut handles) };
-    // SAFETY: plain data for K32GetProcessMemoryInfo to fill, with its size.
-    let mut memory: PROCESS_MEMORY_COUNTERS = unsafe { std::mem::zeroed() };
-    memory.cb = size_of::<PROCESS_MEMORY_COUNTERS>() as u32;
-    // SAFETY: as above.
-    let ok_memory = unsafe { K32GetProcessMemoryInfo(process, &mut memory, memory.cb) };
-    (ok != 0 && ok_memory != 0).then(|| ProcessSample {
-        name: name.to_owned(),
-        pid,
-        handles: u64::from(handles),
-        private_bytes: memory.PagefileUsage as u64,
-        working_set: memory.WorkingSetSize as u64,
-    })
 }
 
 impl Platform for WinPlatform {
@@ -100,20 +77,36 @@ impl Platform for WinPlatform {
     }
 
     fn processes(&self) -> Vec<ProcessSample> {
-        let mut samples = Vec::new();
-        // SAFETY: the current process's pseudo-handle needs no closing.
-        let (me, pid) = unsafe { (GetCurrentProcess(), GetCurrentProcessId()) };
-        samples.extend(sample("harness", pid, me));
-        if let Some(pid) = install::service_process_id() {
-            // SAFETY: any process ID; the handle is closed below.
-            let host = unsafe { OpenProcess(PROCESS_QUERY_INFORMATION | PROCESS_VM_READ, 0, pid) };
-            if !host.is_null() {
-                samples.extend(sample("driver host", pid, host));
-                // SAFETY: opened above.
-                unsafe { CloseHandle(host) };
-            }
-        }
-        samples
+        let all = processes::all();
+        // SAFETY: no preconditions.
+        let me = unsafe { GetCurrentProcessId() };
+        // The driver's host: the service's process, or (where the service
+        // manager does not say) the newest winedevice.exe, which the
+        // install just started.
+        let host = install::service_process_id().or_else(|| {
+            all.iter()
+                .filter(|p| p.name.eq_ignore_ascii_case("winedevice.exe"))
+                .map(|p| p.pid)
+                .max()
+        });
+        all.iter()
+            .filter_map(|p| {
+                let name = if p.pid == me {
+                    "harness"
+                } else if Some(p.pid) == host {
+                    "driver host"
+                } else {
+                    return None;
+                };
+                Some(ProcessSample {
+                    name: name.to_owned(),
+                    pid: p.pid,
+                    handles: p.handles,
+                    private_bytes: p.private_bytes,
+                    working_set: p.working_set,
+                })
+            })
+            .collect()
     }
 
     fn abandon(&self, report: Report) -> ! {
