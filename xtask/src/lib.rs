@@ -18,6 +18,7 @@
 pub mod bench;
 pub mod cross;
 pub mod deps;
+pub mod fuzz;
 pub mod process;
 pub mod soak;
 pub mod wine;

@@ -41,6 +41,9 @@ fn main() -> ExitCode {
         "test" => test(),
         "bench" => bench(),
         "soak" => soak(&rest),
+        "fuzz" => flag(&rest, "--seconds")
+            .and_then(|s| xtask::fuzz::run_for(s.unwrap_or(60)))
+            .map(|_| 0),
         "" | "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(0)

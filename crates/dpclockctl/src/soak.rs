@@ -145,6 +145,12 @@ pub struct Config {
     pub progress_every: Duration,
     /// Largest `iterations` of a stress request.
     pub max_iterations: u32,
+    /// Largest `iterations` of a stress request on the in-stack queued lock.
+    /// Under Wine its waiters are preemptible threads and the lock hands
+    /// itself over strictly in turn, so long bursts of it stall behind
+    /// descheduled waiters (docs/linux-flavor.md, the queued-lock convoy):
+    /// its requests stay short there.
+    pub max_queued_iterations: u32,
     /// Seed of every random choice.
     pub seed: u64,
     /// Whether malformed requests may pass a null input buffer with a
@@ -169,6 +175,7 @@ impl Default for Config {
             sample_every: Duration::from_secs(60),
             progress_every: Duration::from_secs(5),
             max_iterations: 40_000,
+            max_queued_iterations: 1_000,
             seed: 1,
             null_inputs: true,
         }
@@ -698,10 +705,15 @@ fn stress_thread(
         };
         let k = rng.below(2) as usize;
         let kind = [LockKind::Plain, LockKind::Queued][k];
+        let most = if kind == LockKind::Queued {
+            config.max_queued_iterations
+        } else {
+            config.max_iterations
+        };
         let iterations = if rng.chance(20) {
             1 + rng.below(16) as u32
         } else {
-            1 + rng.below(u64::from(config.max_iterations)) as u32
+            1 + rng.below(u64::from(most)) as u32
         };
         let work = [0, 0, 1, 2, 5, 10][rng.below(6) as usize];
         let input = LockRequest::encode(kind, iterations, work);
@@ -1096,7 +1108,7 @@ impl<P: Platform> Run<'_, P> {
     fn timer_settings(&mut self) -> (usize, u32, u32, u32) {
         let k = self.rng.below(2) as usize;
         let period = 1 + self.rng.below(20) as u32;
-        let iterations = 1 + self.rng.below(400) as u32;
+        let iterations = 1 + self.rng.below(100) as u32;
         let work = self.rng.below(4) as u32;
         (k, period, iterations, work)
     }
