@@ -96,6 +96,10 @@ pub struct Findings {
     pub covered: BTreeSet<String>,
     /// Functions of dpclock-ioctl that never ran.
     pub uncovered: BTreeSet<String>,
+    /// Edges of dpclock-ioctl's functions that ran, and all of them
+    /// (libFuzzer's `-print_coverage`; the rest are mostly the panic paths
+    /// of bounds checks, which no input reaches).
+    pub crate_edges: (u64, u64),
 }
 
 fn after(line: &str, key: &str) -> Option<u64> {
@@ -123,14 +127,17 @@ pub fn findings(output: &str) -> Findings {
         if let Some(n) = after(line, "stat::number_of_executed_units:") {
             found.executions = n;
         }
-        for (key, set) in [
-            ("COVERED_FUNC:", &mut found.covered),
-            ("UNCOVERED_FUNC:", &mut found.uncovered),
-        ] {
+        for (key, covered) in [("COVERED_FUNC:", true), ("UNCOVERED_FUNC:", false)] {
             if let Some(rest) = line.trim().strip_prefix(key)
-                && let Some(name) = function_of_the_crate(rest)
+                && let Some((name, edges)) = function_of_the_crate(rest)
             {
-                set.insert(name);
+                found.crate_edges.0 += edges.0;
+                found.crate_edges.1 += edges.1;
+                if covered {
+                    found.covered.insert(name);
+                } else {
+                    found.uncovered.insert(name);
+                }
             }
         }
     }
@@ -139,16 +146,20 @@ pub fn findings(output: &str) -> Findings {
 }
 
 /// `hits: 3 edges: 5/7 dpclock_ioctl::parse /path/src/lib.rs:123` → the
-/// function's name, if it is dpclock-ioctl's own (not the fuzz target's).
-fn function_of_the_crate(rest: &str) -> Option<String> {
-    let name = rest
-        .split_whitespace()
-        .find(|w| w.contains("dpclock_ioctl"))?;
-    let file = rest.split_whitespace().last()?;
+/// function's name and its edges (covered, all), if it is dpclock-ioctl's
+/// own (not the fuzz target's).
+fn function_of_the_crate(rest: &str) -> Option<(String, (u64, u64))> {
+    let (head, file) = rest.trim().rsplit_once(' ')?;
     if !file.contains("dpclock-ioctl/src/") {
         return None;
     }
-    Some(name.to_owned())
+    let after_edges = head.split_once("edges: ")?.1;
+    let (edges, name) = after_edges.split_once(' ')?;
+    let (covered, all) = edges.split_once('/')?;
+    Some((
+        name.trim().to_owned(),
+        (covered.parse().ok()?, all.parse().ok()?),
+    ))
 }
 
 /// Fuzzes for `seconds` and writes the report.
@@ -209,8 +220,10 @@ pub fn run_for(seconds: u64) -> Result<Findings> {
     let total = found.covered.len() + found.uncovered.len();
     let _ = writeln!(
         report,
-        "  functions of dpclock-ioctl reached: {} of {total}",
-        found.covered.len()
+        "  functions of dpclock-ioctl reached: {} of {total}; their edges reached: {} of {}",
+        found.covered.len(),
+        found.crate_edges.0,
+        found.crate_edges.1
     );
     for f in &found.uncovered {
         let _ = writeln!(report, "    not reached: {f}");
@@ -237,7 +250,7 @@ mod tests {
 #90000\tDONE   cov: 260 ft: 410 corp: 45/1200b lim: 4096 exec/s: 3000 rss: 40Mb
 COVERAGE:
 COVERED_FUNC: hits: 900 edges: 10/12 dpclock_ioctl::parse /w/crates/dpclock-ioctl/src/lib.rs:980
-UNCOVERED_FUNC: hits: 0 edges: 0/3 dpclock_ioctl::Guid::new /w/crates/dpclock-ioctl/src/lib.rs:60
+UNCOVERED_FUNC: hits: 0 edges: 0/7 <dpclock_ioctl::Error as core::fmt::Debug>::fmt /w/crates/dpclock-ioctl/src/lib.rs:303
 COVERED_FUNC: hits: 9 edges: 1/1 protocol::rust_fuzzer_test_input /w/crates/dpclock-ioctl/fuzz/fuzz_targets/protocol.rs:20
 stat::number_of_executed_units: 90000
 ";
@@ -252,7 +265,8 @@ stat::number_of_executed_units: 90000
         );
         assert_eq!(
             found.uncovered.iter().collect::<Vec<_>>(),
-            ["dpclock_ioctl::Guid::new"]
+            ["<dpclock_ioctl::Error as core::fmt::Debug>::fmt"]
         );
+        assert_eq!(found.crate_edges, (10, 19));
     }
 }

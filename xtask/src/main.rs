@@ -193,7 +193,11 @@ fn cargo_line(line: &str) -> Command {
 fn all_tests(steps: &mut Steps) -> Result<()> {
     steps.step("Debian packages", deps::ensure)?;
     steps.step("formatting (cargo fmt --check)", || {
-        run(&mut cargo_line("fmt --all -- --check"))
+        run(&mut cargo_line("fmt --all -- --check"))?;
+        // The fuzz crate is a workspace of its own.
+        run(&mut cargo_line(
+            "fmt --manifest-path crates/dpclock-ioctl/fuzz/Cargo.toml -- --check",
+        ))
     })?;
     // The driver builds apart from the rest: with the whole workspace, Cargo
     // would unify kspin's features and hand the no_std driver kspin's std
@@ -224,6 +228,10 @@ fn all_tests(steps: &mut Steps) -> Result<()> {
         }
         Ok(())
     })?;
+    steps.step(
+        "coverage-guided fuzzing of dpclock-ioctl (cargo-fuzz, 60 s)",
+        || xtask::fuzz::run_for(60).map(|_| ()),
+    )?;
     steps.step("loom model checks (LOOM_MAX_PREEMPTIONS=2)", || {
         let mut loom = cargo_line("test -p kspin --test loom --release");
         loom.env("RUSTFLAGS", "--cfg loom")
@@ -242,6 +250,14 @@ fn all_tests(steps: &mut Steps) -> Result<()> {
         run(&mut cargo_line(
             "test -p dpclock --test wine -- --test-threads=1",
         ))
+    })?;
+    steps.step("soak under Wine (2 minutes)", || {
+        match xtask::soak::run(120, 1)? {
+            0 => Ok(()),
+            code => Err(fail!(
+                "the soak failed (exit {code}); see target/soak/report.txt"
+            )),
+        }
     })?;
     Ok(())
 }

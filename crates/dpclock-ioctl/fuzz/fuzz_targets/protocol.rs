@@ -67,10 +67,13 @@ fuzz_target!(|data: &[u8]| {
         Ok(request) => {
             assert!(ALL_IOCTLS.contains(&code));
             assert!(output_len >= request.output_len());
-            assert_eq!(expected, Ok(request.output_len().max(match request {
-                Request::Noop => output_len.min(NOOP_MAX_OUTPUT),
-                _ => 0,
-            })));
+            assert_eq!(
+                expected,
+                Ok(request.output_len().max(match request {
+                    Request::Noop => output_len.min(NOOP_MAX_OUTPUT),
+                    _ => 0,
+                }))
+            );
             match request {
                 Request::LockPassive(w) | Request::LockDispatch(w) | Request::DpcBurst(w) => {
                     let max = match request {
