@@ -786,7 +786,6 @@ fn fuzz_thread(
                 0
             }
         };
-        let name = latency_name(case.code);
         *cycle.in_flight[me]
             .1
             .lock()
@@ -825,7 +824,6 @@ fn fuzz_thread(
             )
         };
         cycle.in_flight[me].0.store(0, Relaxed);
-        let _ = name;
         shared.latency["malformed"].record(began.elapsed());
         shared.ioctls.fetch_add(1, Relaxed);
         let matched = match expect {
@@ -1074,6 +1072,7 @@ impl<P: Platform> Run<'_, P> {
             for (thread, (since, what)) in cycle.in_flight.iter().enumerate() {
                 let since = since.load(Relaxed);
                 if since != 0
+                    && !self.shared.failed.load(Relaxed)
                     && now_ms.saturating_sub(since) > self.config.request_timeout.as_millis() as u64
                 {
                     let what = *what
