@@ -203,8 +203,11 @@ pub fn screen(
         }
     }
     if let Some(leaks) = report["leaks"].as_array() {
+        // Series of the long-lived processes and the driver's counters; the
+        // driver host is a new process each cycle.
         let list: Vec<String> = leaks
             .iter()
+            .filter(|l| u(&l["samples"]) >= 3 || l["leaked"] == true)
             .map(|l| {
                 format!(
                     "{} {}→{}{}",
@@ -215,12 +218,35 @@ pub fn screen(
                 )
             })
             .collect();
-        let _ = writeln!(t, "\n  samples once a minute: {}", list.join("; "));
+        let _ = writeln!(
+            t,
+            "\n  leak checks on the once-a-minute samples: {}",
+            list.join("; ")
+        );
     }
     for failure in failures {
         let _ = writeln!(t, "  FAILURE: {failure}");
     }
     t
+}
+
+/// `1 µs`, `10 ms`, `1 s` for a log axis in µs.
+fn duration_label(us: f64) -> String {
+    match us {
+        v if v >= 1e6 => format!("{:.0} s", v / 1e6),
+        v if v >= 1e3 => format!("{:.0} ms", v / 1e3),
+        v => format!("{v:.0} µs"),
+    }
+}
+
+/// `10`, `1k`, `1M` for a log axis of counts.
+fn count_label(n: f64) -> String {
+    match n {
+        v if v >= 1e9 => format!("{:.0}G", v / 1e9),
+        v if v >= 1e6 => format!("{:.0}M", v / 1e6),
+        v if v >= 1e3 => format!("{:.0}k", v / 1e3),
+        v => format!("{v:.0}"),
+    }
 }
 
 fn draw(report: &Value, svg: &Path) -> std::result::Result<(), String> {
@@ -332,7 +358,8 @@ fn draw(report: &Value, svg: &Path) -> std::result::Result<(), String> {
                 String::new()
             }
         })
-        .y_desc("µs")
+        .y_desc("latency")
+        .y_label_formatter(&|v| duration_label(*v))
         .draw()
         .map_err(e)?;
     for (i, (_, values)) in latency.iter().enumerate() {
@@ -375,6 +402,7 @@ fn draw(report: &Value, svg: &Path) -> std::result::Result<(), String> {
         .configure_mesh()
         .x_desc("hold time, ns (bucket 2^i to 2^(i+1))")
         .y_desc("holds")
+        .y_label_formatter(&|v| count_label(*v))
         .x_labels(last.min(32))
         .x_label_formatter(&|x| format!("2^{}", x.round() as u32))
         .draw()

@@ -383,7 +383,7 @@ fn a_growing_handle_count_is_reported_as_a_leak() {
         report
             .leaks
             .iter()
-            .any(|l| l.leaked && l.what == "harness handles"),
+            .any(|l| l.leaked && l.what == "harness (pid 1) handles"),
         "{:?}",
         report.leaks
     );
