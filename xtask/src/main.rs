@@ -23,7 +23,7 @@ usage: cargo xtask <command>
                         uninstall; the exit status is the harness's
   test                  run every test (what CI runs)
   bench                 run the benchmarks; writes target/bench/report.{md,json}
-  soak [--minutes N | --seconds N] [--seed N]
+  soak [--minutes N | --seconds N] [--seed N] [--sample-seconds N]
                         everything at once under Wine for N minutes (default 30): stress,
                         malformed requests, remove-and-reinstall cycles, leak samples;
                         writes target/soak/{report.txt,soak.json,soak.svg}
@@ -252,7 +252,7 @@ fn all_tests(steps: &mut Steps) -> Result<()> {
         ))
     })?;
     steps.step("soak under Wine (2 minutes)", || {
-        match xtask::soak::run(120, 1)? {
+        match xtask::soak::run(120, 1, 60)? {
             0 => Ok(()),
             code => Err(fail!(
                 "the soak failed (exit {code}); see target/soak/report.txt"
@@ -276,7 +276,7 @@ fn flag(args: &[String], name: &str) -> Result<Option<u64>> {
 
 fn soak(args: &[String]) -> Result<i32> {
     for arg in args.iter().filter(|a| a.starts_with("--")) {
-        if !["--minutes", "--seconds", "--seed"].contains(&arg.as_str()) {
+        if !["--minutes", "--seconds", "--seed", "--sample-seconds"].contains(&arg.as_str()) {
             return Err(fail!("unknown soak flag `{arg}`\n{USAGE}"));
         }
     }
@@ -285,7 +285,11 @@ fn soak(args: &[String]) -> Result<i32> {
         (None, Some(m)) => m * 60,
         (None, None) => 30 * 60,
     };
-    xtask::soak::run(seconds, flag(args, "--seed")?.unwrap_or(1))
+    xtask::soak::run(
+        seconds,
+        flag(args, "--seed")?.unwrap_or(1),
+        flag(args, "--sample-seconds")?.unwrap_or(60),
+    )
 }
 
 fn bench() -> Result<i32> {

@@ -424,7 +424,7 @@ fn draw(report: &Value, svg: &Path) -> std::result::Result<(), String> {
 /// # Errors
 ///
 /// If the packages or the session cannot be made.
-pub fn run(seconds: u64, seed: u64) -> Result<i32> {
+pub fn run(seconds: u64, seed: u64, sample_seconds: u64) -> Result<i32> {
     let [free, checked] = cross::build(cross::Profile::Release)?;
     let out = target_dir().join("soak");
     fs::create_dir_all(&out).map_err(|e| fail!("cannot create {}: {e}", display(&out)))?;
@@ -437,6 +437,8 @@ pub fn run(seconds: u64, seed: u64) -> Result<i32> {
         seconds.to_string(),
         "--seed".into(),
         seed.to_string(),
+        "--sample-seconds".into(),
+        sample_seconds.to_string(),
         "--free-inf".into(),
         wine_path(&free.inf),
         "--checked-inf".into(),

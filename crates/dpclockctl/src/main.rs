@@ -114,6 +114,9 @@ enum Command {
         /// Seed of every random choice.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Seconds between process and allocation samples.
+        #[arg(long, default_value_t = 60)]
+        sample_seconds: u64,
         /// Write the report as JSON to this file.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -335,17 +338,25 @@ mod windows_main {
                 free_inf,
                 checked_inf,
                 seed,
+                sample_seconds,
                 json,
-            } => soak(seconds, cycle_seconds, free_inf, checked_inf, seed, json),
+            } => soak(
+                seconds,
+                cycle_seconds,
+                (free_inf, checked_inf),
+                seed,
+                sample_seconds,
+                json,
+            ),
         }
     }
 
     fn soak(
         seconds: u64,
         cycle_seconds: u64,
-        free_inf: std::path::PathBuf,
-        checked_inf: std::path::PathBuf,
+        (free_inf, checked_inf): (std::path::PathBuf, std::path::PathBuf),
         seed: u64,
+        sample_seconds: u64,
         json: Option<std::path::PathBuf>,
     ) -> u8 {
         use dpclockctl::{soak, win::soak::WinPlatform};
@@ -357,6 +368,7 @@ mod windows_main {
             null_inputs: env::wine_version().is_none(),
             duration: Duration::from_secs(seconds),
             cycle: Duration::from_secs(cycle_seconds.max(3)),
+            sample_every: Duration::from_secs(sample_seconds.max(1)),
             seed,
             ..soak::Config::default()
         };

@@ -272,6 +272,7 @@ impl Platform for FakePlatform {
             handles: 40 + n * self.0.bugs.handle_leak,
             private_bytes: 1 << 20,
             working_set: 1 << 20,
+            handle_types: BTreeMap::new(),
         }]
     }
 

@@ -2,10 +2,7 @@
 //! interface, installs through SetupAPI, and the handle and memory counts
 //! of the harness and of the driver's host process.
 
-use std::{
-    path::{Path, PathBuf},
-    time::Duration,
-};
+use std::path::{Path, PathBuf};
 
 use windows_sys::Win32::{
     Foundation::{GENERIC_READ, GENERIC_WRITE},
@@ -15,8 +12,7 @@ use windows_sys::Win32::{
 
 use super::{
     device::{WinDevice, interface_paths},
-    install::{self, Installed, Uninstalled},
-    processes,
+    install, processes,
 };
 use crate::soak::{Build, Platform, ProcessSample, Report};
 
@@ -41,6 +37,34 @@ pub fn write_json(path: &Path, report: &Report) -> std::io::Result<()> {
     std::fs::write(path, json)
 }
 
+/// Runs `dpclockctl ARGS` as a child process and checks that it succeeded
+/// and said `expect`. Installs and removals run in a process of their own,
+/// as devcon's would: Wine 8.0's SetupAPI leaks one registry key handle per
+/// install (the soak found it: a handle left by SetupDiCreateDeviceInfo,
+/// SetupDiSetDeviceRegistryProperty or DIF_REGISTERDEVICE that
+/// SetupDiDestroyDeviceInfoList does not close), and the harness's own
+/// handles must not grow.
+fn child(args: &[&str], expect: &str) -> Result<(), String> {
+    let exe = std::env::current_exe().map_err(|e| format!("the harness's own path: {e}"))?;
+    let output = std::process::Command::new(exe)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run dpclockctl {}: {e}", args[0]))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if output.status.success() && stdout.contains(expect) {
+        Ok(())
+    } else {
+        Err(format!(
+            "dpclockctl {} exited with {}: {}{}",
+            args.join(" "),
+            output.status,
+            stdout.trim(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
+}
+
 impl Platform for WinPlatform {
     type Handle = WinDevice;
 
@@ -57,19 +81,15 @@ impl Platform for WinPlatform {
             Build::Free => &self.free_inf,
             Build::Checked => &self.checked_inf,
         };
-        match install::install(inf, false, Duration::from_secs(30)) {
-            Ok(Installed::Now(_)) => Ok(()),
-            Ok(Installed::Already(ids)) => Err(format!("already installed: {ids:?}")),
-            Err(e) => Err(e.to_string()),
-        }
+        let inf = inf.to_string_lossy();
+        child(
+            &["install", "--inf", &inf, "--timeout", "30"],
+            "installed and started",
+        )
     }
 
     fn uninstall(&self) -> Result<(), String> {
-        match install::uninstall(Duration::from_secs(30)) {
-            Ok(Uninstalled::Removed(_)) => Ok(()),
-            Ok(Uninstalled::NotInstalled) => Err("nothing was installed".into()),
-            Err(e) => Err(e.to_string()),
-        }
+        child(&["uninstall", "--timeout", "30"], "dpclock removed")
     }
 
     fn present(&self) -> bool {
@@ -78,6 +98,7 @@ impl Platform for WinPlatform {
 
     fn processes(&self) -> Vec<ProcessSample> {
         let all = processes::all();
+        let type_names = processes::own_type_names();
         // SAFETY: no preconditions.
         let me = unsafe { GetCurrentProcessId() };
         // The driver's host: the service's process, or (where the service
@@ -98,12 +119,32 @@ impl Platform for WinPlatform {
                 } else {
                     return None;
                 };
+                // Wine reports the size of the handle table as the count;
+                // the system's handle list gives the handles themselves.
+                let handle_types: std::collections::BTreeMap<String, u64> =
+                    processes::open_handles(p.pid)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(kind, n)| {
+                            let name = type_names
+                                .get(&kind)
+                                .cloned()
+                                .unwrap_or_else(|| format!("type {kind}"));
+                            (name, n)
+                        })
+                        .collect();
+                let handles = if handle_types.is_empty() {
+                    p.handles
+                } else {
+                    handle_types.values().sum()
+                };
                 Some(ProcessSample {
                     name: name.to_owned(),
                     pid: p.pid,
-                    handles: p.handles,
+                    handles,
                     private_bytes: p.private_bytes,
                     working_set: p.working_set,
+                    handle_types,
                 })
             })
             .collect()
