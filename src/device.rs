@@ -3,7 +3,7 @@
 
 use core::{cell::UnsafeCell, ptr, sync::atomic::AtomicU64};
 
-use dpclock_ioctl::{GUID_DEVCLASS_DPCLOCK_SECURITY, GUID_DEVINTERFACE_DPCLOCK};
+use dpclock_ioctl::{GUID_DEVCLASS_DPCLOCK_SECURITY, GUID_DEVINTERFACE_DPCLOCK, TimerWork};
 use kspin::kernel::{DispatchLevel, dpc::DeferredRoutine};
 use wdk_sys::{
     _EVENT_TYPE::NotificationEvent,
@@ -24,9 +24,10 @@ use wdk_sys::{
 };
 
 use crate::{
+    health::{self, IrpInFlight},
     ledger::Ledgers,
     timer::PeriodicTimer,
-    wdm::{self, RemoveLock},
+    wdm::{self, KernelMutex, RemoveLock},
 };
 
 /// Everything the device's paths share. It lives in the device object's
@@ -44,8 +45,31 @@ pub struct DeviceExtension {
     pub processors: u32,
     pub ledgers: Ledgers,
     pub timer: PeriodicTimer,
+    /// Serializes starting and stopping the timer with the driver-wide count
+    /// of armed timers (`GET_HEALTH`), so the count follows the timer.
+    timer_control: KernelMutex,
     /// Burst DPC routines run since the last reset.
     pub burst_runs: AtomicU64,
+}
+
+impl DeviceExtension {
+    /// Starts the periodic timer, or changes its settings. `PASSIVE_LEVEL`.
+    pub fn start_timer(&self, settings: TimerWork) {
+        let _control = self.timer_control.lock();
+        let was_running = self.timer.is_running();
+        self.timer.start(settings);
+        if !was_running {
+            health::timer_armed();
+        }
+    }
+
+    /// Stops the periodic timer and waits for its DPC. `PASSIVE_LEVEL`.
+    pub fn stop_timer(&self) {
+        let _control = self.timer_control.lock();
+        if self.timer.stop() {
+            health::timer_disarmed();
+        }
+    }
 }
 
 // SAFETY: the dispatch routines and DPCs share the extension. Its fields are
@@ -115,9 +139,11 @@ unsafe fn create_fdo(driver: PDRIVER_OBJECT, pdo: PDEVICE_OBJECT) -> Result<(), 
             processors: KeQueryActiveProcessorCountEx(ALL_PROCESSOR_GROUPS as u16),
             ledgers: Ledgers::new(),
             timer: PeriodicTimer::uninitialized(),
+            timer_control: KernelMutex::uninitialized(),
             burst_runs: AtomicU64::new(0),
         });
         RemoveLock::initialize(&raw mut (*ext).remove_lock);
+        KernelMutex::initialize(&raw mut (*ext).timer_control);
         PeriodicTimer::initialize(&raw mut (*ext).timer, ext);
         ext
     };
@@ -145,6 +171,7 @@ unsafe fn create_fdo(driver: PDRIVER_OBJECT, pdo: PDEVICE_OBJECT) -> Result<(), 
         (*fdo).Flags |= DO_BUFFERED_IO | ((*lower).Flags & DO_POWER_PAGABLE);
         (*fdo).Flags &= !DO_DEVICE_INITIALIZING;
     }
+    health::device(true);
     // SAFETY: initialized above.
     let processors = unsafe { (*ext).processors };
     wdk::println!("dpclock: AddDevice: device created ({processors} processors)");
@@ -153,6 +180,7 @@ unsafe fn create_fdo(driver: PDRIVER_OBJECT, pdo: PDEVICE_OBJECT) -> Result<(), 
 
 /// `IRP_MJ_PNP`. `PASSIVE_LEVEL`.
 pub unsafe extern "C" fn dispatch_pnp(device: *mut DEVICE_OBJECT, irp: *mut IRP) -> NTSTATUS {
+    let _counted = IrpInFlight::enter();
     // SAFETY: one of our devices, with an IRP the I/O manager gave us.
     let ext = unsafe { extension(device) };
     let hold = match ext.remove_lock.acquire(irp) {
@@ -181,7 +209,7 @@ pub unsafe extern "C" fn dispatch_pnp(device: *mut DEVICE_OBJECT, irp: *mut IRP)
             // No IRP may be inside the driver past this point ...
             hold.release_and_wait();
             // ... nor a DPC.
-            ext.timer.stop();
+            ext.stop_timer();
             let (lower, fdo) = (ext.lower, ext.fdo);
             // SAFETY: the interface was registered in AddDevice; nothing else
             // runs now. Disabling an interface that never started can fail,
@@ -194,12 +222,22 @@ pub unsafe extern "C" fn dispatch_pnp(device: *mut DEVICE_OBJECT, irp: *mut IRP)
                 let status = wdm::call_driver(lower, irp);
                 IoDetachDevice(lower);
                 IoDeleteDevice(fdo);
-                wdk::println!("dpclock: device removed");
+                health::device(false);
+                // Every counter is back at zero here, but for this IRP.
+                let h = health::snapshot();
+                wdk::println!(
+                    "dpclock: device removed: health: other_irps_in_flight={} remove_lock_references={} timers_armed={} devices={} allocations_live={}",
+                    h.irps_in_flight.wrapping_sub(1),
+                    h.remove_lock_references,
+                    h.timers_armed,
+                    h.devices,
+                    h.allocations_live
+                );
                 status
             }
         }
         IRP_MN_SURPRISE_REMOVAL => {
-            ext.timer.stop();
+            ext.stop_timer();
             // SAFETY: as for START; then the IRP goes down with success.
             unsafe {
                 let _ = IoSetDeviceInterfaceState(ext.interface.get(), 0);
@@ -277,6 +315,7 @@ unsafe extern "C" fn signal_event(
 /// `IRP_MJ_POWER`: the device has no power state of its own; the lower
 /// driver handles power. (`PoStartNextPowerIrp` is unnecessary since Vista.)
 pub unsafe extern "C" fn dispatch_power(device: *mut DEVICE_OBJECT, irp: *mut IRP) -> NTSTATUS {
+    let _counted = IrpInFlight::enter();
     // SAFETY: one of our devices.
     let ext = unsafe { extension(device) };
     let _hold = match ext.remove_lock.acquire(irp) {
@@ -296,6 +335,7 @@ pub unsafe extern "C" fn dispatch_system_control(
     device: *mut DEVICE_OBJECT,
     irp: *mut IRP,
 ) -> NTSTATUS {
+    let _counted = IrpInFlight::enter();
     // SAFETY: one of our devices.
     let ext = unsafe { extension(device) };
     let _hold = match ext.remove_lock.acquire(irp) {

@@ -5,9 +5,9 @@
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
 use dpclock_ioctl::{
-    LockKind, LockResponse, LockWork, METHOD_BUFFERED, PROTOCOL_VERSION, Path, Request,
+    LockResponse, LockWork, METHOD_BUFFERED, PROTOCOL_VERSION, Path, Policy, Request,
     STATS_CHECKED_BUILD, STATS_IRQL_MODELLED, STATS_TIMER_RUNNING, STATS_UNLOCKED_ALLOWED,
-    STATUS_DEVICE_BUSY, STATUS_NOT_SUPPORTED, Stats, ValidatorStats,
+    STATUS_DEVICE_BUSY, Stats, ValidatorStats,
 };
 use kspin::{
     IrqlModel, Platform,
@@ -20,6 +20,7 @@ use wdk_sys::{DEVICE_OBJECT, IRP, NTSTATUS, STATUS_SUCCESS};
 
 use crate::{
     device::{DeviceExtension, extension},
+    health::{self, IrpInFlight},
     ledger::Ledgers,
     wdm,
 };
@@ -29,6 +30,7 @@ pub unsafe extern "C" fn dispatch_create_close(
     device: *mut DEVICE_OBJECT,
     irp: *mut IRP,
 ) -> NTSTATUS {
+    let _counted = IrpInFlight::enter();
     // SAFETY: one of our devices.
     let ext = unsafe { extension(device) };
     let status = match ext.remove_lock.acquire(irp) {
@@ -44,6 +46,7 @@ pub unsafe extern "C" fn dispatch_device_control(
     device: *mut DEVICE_OBJECT,
     irp: *mut IRP,
 ) -> NTSTATUS {
+    let _counted = IrpInFlight::enter();
     // SAFETY: one of our devices.
     let ext = unsafe { extension(device) };
     let hold = match ext.remove_lock.acquire(irp) {
@@ -74,7 +77,12 @@ pub unsafe extern "C" fn dispatch_device_control(
     } else {
         &[]
     };
-    let (status, information) = match dpclock_ioctl::parse(code, input, output_len) {
+    // The code, then the input (length, then each field in offset order),
+    // then the output size: the first failure decides the status.
+    let policy = Policy {
+        unlocked_control: crate::unlocked_control_allowed(),
+    };
+    let (status, information) = match dpclock_ioctl::parse(code, input, output_len, policy) {
         Err(error) => (error.ntstatus(), 0),
         Ok(request) => {
             let output: &mut [u8] = if buffered && output_len > 0 {
@@ -102,11 +110,6 @@ fn handle(ext: &DeviceExtension, request: Request, output: &mut [u8]) -> (NTSTAT
     };
     match request {
         Request::Noop => (STATUS_SUCCESS, dpclock_ioctl::noop_reply(output)),
-        Request::LockPassive(work) | Request::LockDispatch(work) | Request::DpcBurst(work)
-            if work.lock_kind == LockKind::Unlocked && !crate::unlocked_control_allowed() =>
-        {
-            (STATUS_NOT_SUPPORTED, 0)
-        }
         Request::LockPassive(work) => {
             // PASSIVE_LEVEL: each acquisition raises to DISPATCH_LEVEL and back.
             let outcome = ext.ledgers.run(
@@ -154,17 +157,18 @@ fn handle(ext: &DeviceExtension, request: Request, output: &mut [u8]) -> (NTSTAT
             )
         }
         Request::TimerStart(settings) => {
-            if settings.tick.lock_kind == LockKind::Unlocked && !crate::unlocked_control_allowed() {
-                return (STATUS_NOT_SUPPORTED, 0);
-            }
-            ext.timer.start(settings);
+            ext.start_timer(settings);
             (STATUS_SUCCESS, 0)
         }
         Request::TimerStop => {
-            ext.timer.stop();
+            ext.stop_timer();
             (STATUS_SUCCESS, 0)
         }
         Request::GetStats => match stats(ext).encode(output) {
+            Ok(written) => (STATUS_SUCCESS, written),
+            Err(error) => (error.ntstatus(), 0),
+        },
+        Request::GetHealth => match health::snapshot().encode(output) {
             Ok(written) => (STATUS_SUCCESS, written),
             Err(error) => (error.ntstatus(), 0),
         },

@@ -44,6 +44,7 @@ extern crate mingw_wdk_sys as wdk_sys;
 extern crate wdk_panic;
 
 mod device;
+mod health;
 mod ioctl;
 mod ledger;
 mod timer;
@@ -66,10 +67,12 @@ use wdk_sys::{
 
 // The driver allocates nothing itself (every structure lives in the device
 // extension); the allocator is here, as in the windows-drivers-rs samples, so
-// that code using `alloc` gets non-paged pool.
+// that code using `alloc` gets non-paged pool. It is counted (GET_HEALTH), so
+// that a soak would see a leak.
 #[cfg(not(test))]
 #[global_allocator]
-static GLOBAL_ALLOCATOR: WdkAllocator = WdkAllocator;
+static GLOBAL_ALLOCATOR: health::CountingAllocator<WdkAllocator> =
+    health::CountingAllocator(WdkAllocator);
 
 /// Whether the unlocked control may run: `AllowUnlockedControl` (REG_DWORD,
 /// non-zero) under the service key's `Parameters`, read once at load.
@@ -132,9 +135,21 @@ pub unsafe extern "system" fn driver_entry(
 }
 
 /// `DriverUnload`: every device is gone by now (REMOVE_DEVICE deleted it),
-/// so there is nothing left to free. `PASSIVE_LEVEL`.
+/// so there is nothing left to free. Prints the driver's counters, which
+/// must all be back at zero. `PASSIVE_LEVEL`.
 unsafe extern "C" fn driver_unload(_driver: *mut DRIVER_OBJECT) {
-    println!("dpclock: DriverUnload");
+    let h = health::snapshot();
+    println!(
+        "dpclock: DriverUnload: health: irps_in_flight={} remove_lock_references={} timers_armed={} devices={} allocations_live={} allocated_bytes_live={} allocations_total={} irps_total={}",
+        h.irps_in_flight,
+        h.remove_lock_references,
+        h.timers_armed,
+        h.devices,
+        h.allocations_live,
+        h.allocated_bytes_live,
+        h.allocations_total,
+        h.irps_total
+    );
 }
 
 /// Reads `Parameters\AllowUnlockedControl` under the service key. Missing

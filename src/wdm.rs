@@ -155,6 +155,7 @@ impl RemoveLock {
         if status < 0 {
             Err(status)
         } else {
+            crate::health::remove_lock_acquired();
             Ok(RemoveLockGuard {
                 lock: self,
                 tag: irp.cast(),
@@ -177,6 +178,7 @@ impl RemoveLockGuard<'_> {
     /// every other IRP has released its own (`IRP_MN_REMOVE_DEVICE` only).
     pub fn release_and_wait(self) {
         let this = core::mem::ManuallyDrop::new(self);
+        crate::health::remove_lock_released();
         // SAFETY: this acquisition's tag; called once, at PASSIVE_LEVEL
         // (REMOVE_DEVICE runs there).
         unsafe {
@@ -191,6 +193,7 @@ impl RemoveLockGuard<'_> {
 
 impl Drop for RemoveLockGuard<'_> {
     fn drop(&mut self) {
+        crate::health::remove_lock_released();
         // SAFETY: releases the acquisition made with this tag.
         unsafe {
             IoReleaseRemoveLockEx(

@@ -478,3 +478,43 @@ fn removing_the_device_during_a_stress_is_reported_cleanly_and_a_reinstall_works
     rig.ctl_ok(&["uninstall"]);
     rig.assert_no_crash();
 }
+
+#[test]
+fn the_driver_does_what_the_protocol_document_says() {
+    let rig = Rig::new("conform", false);
+    rig.install(false);
+    let output = rig.ctl(&["conform", "--removal", "dpclock.inf"]);
+    assert!(
+        output.success() && output.stdout.contains("CONFORM PASSED"),
+        "{}",
+        rig.explain("conform (unlocked control off, with removal)", &output)
+    );
+    for line in [
+        "ok    several handles",
+        "ok    access: read-only handle",
+        "ok    access: handle without access",
+        "ok    output buffer: TIMER_STOP",
+        "ok    the timer's acquisitions",
+        "ok    example 5 (LOCK_PASSIVE)",
+        "ok    example 21 (GET_HEALTH)",
+        "ok    removal: an old handle after the device is removed",
+        "ok    removal: the old handle after a reinstall",
+        "ok    removal: a new handle reaches the new device",
+    ] {
+        assert!(
+            output.stdout.contains(line),
+            "missing `{line}`\n{}",
+            output.stdout
+        );
+    }
+    rig.ctl_ok(&["uninstall"]);
+    rig.install(true);
+    let output = rig.ctl_ok(&["conform"]);
+    assert!(
+        output.stdout.contains("ok    example 7 (LOCK_DISPATCH)"),
+        "{}",
+        output.stdout
+    );
+    rig.ctl_ok(&["uninstall"]);
+    rig.assert_no_crash();
+}

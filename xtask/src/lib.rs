@@ -6,10 +6,14 @@
 //! * `stress [--checked] [HARNESS FLAGS]`: install the driver in a fresh Wine
 //!   prefix, run `dpclockctl stress`, uninstall;
 //! * `test`: every test (formatting, clippy, host tests, Miri, the checked
-//!   validator's suite 20 times, loom, the zero-cost check, PE checks, Wine
-//!   end-to-end tests);
+//!   validator's suite 20 times, loom, the zero-cost check, a 60 s fuzz, PE
+//!   checks, Wine end-to-end tests, a 2-minute soak);
 //! * `miri`: kspin's host suites under Miri;
-//! * `bench`: the benchmarks, written to target/bench.
+//! * `zero-cost`: every kspin acquisition compiles to the raw calls;
+//! * `bench`: the benchmarks, written to target/bench;
+//! * `soak [--minutes N]`: everything at once for N minutes under Wine,
+//!   with a report and a picture in target/soak;
+//! * `fuzz [--seconds N]`: coverage-guided fuzzing of the protocol crate.
 //!
 //! The end-to-end tests in the workspace's `tests/` use this crate as a
 //! library for the packages ([`cross`]) and Wine sessions ([`wine`]).
@@ -17,8 +21,10 @@
 pub mod bench;
 pub mod cross;
 pub mod deps;
+pub mod fuzz;
 pub mod kspin_checks;
 pub mod process;
+pub mod soak;
 pub mod wine;
 
 use std::{sync::OnceLock, time::Duration};

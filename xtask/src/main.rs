@@ -25,6 +25,11 @@ usage: cargo xtask <command>
   miri                  kspin's host suites under Miri (installs Miri with rustup if missing)
   zero-cost             check that every kspin acquisition compiles to exactly the raw calls
   bench                 run the benchmarks; writes target/bench/report.{md,json}
+  soak [--minutes N | --seconds N] [--seed N] [--sample-seconds N]
+                        everything at once under Wine for N minutes (default 30): stress,
+                        malformed requests, remove-and-reinstall cycles, leak samples;
+                        writes target/soak/{report.txt,soak.json,soak.svg}
+  fuzz [--seconds N]    coverage-guided fuzzing of dpclock-ioctl (cargo-fuzz, nightly)
 ";
 
 fn main() -> ExitCode {
@@ -39,6 +44,10 @@ fn main() -> ExitCode {
         "miri" => kspin_checks::miri().map(|()| 0),
         "zero-cost" => kspin_checks::zero_cost().map(|()| 0),
         "bench" => bench(),
+        "soak" => soak(&rest),
+        "fuzz" => flag(&rest, "--seconds")
+            .and_then(|s| xtask::fuzz::run_for(s.unwrap_or(60)))
+            .map(|_| 0),
         "" | "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(0)
@@ -72,12 +81,6 @@ fn build(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// A Linux path as a Wine path (`Z:` maps the Unix root).
-fn wine_path(path: &Path) -> String {
-    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    format!("Z:{}", display(&absolute).replace('/', "\\"))
-}
-
 fn stress(mut args: Vec<String>) -> Result<i32> {
     let checked = args
         .iter()
@@ -90,7 +93,7 @@ fn stress(mut args: Vec<String>) -> Result<i32> {
         .position(|a| a == "--json")
         .and_then(|i| args.get_mut(i + 1))
     {
-        *path = wine_path(Path::new(path.as_str()));
+        *path = xtask::soak::wine_path(Path::new(path.as_str()));
     }
     let seconds = |flag: &str, default: u64| {
         args.iter()
@@ -194,7 +197,11 @@ fn cargo_line(line: &str) -> Command {
 fn all_tests(steps: &mut Steps) -> Result<()> {
     steps.step("Debian packages", deps::ensure)?;
     steps.step("formatting (cargo fmt --check)", || {
-        run(&mut cargo_line("fmt --all -- --check"))
+        run(&mut cargo_line("fmt --all -- --check"))?;
+        // The fuzz crate is a workspace of its own.
+        run(&mut cargo_line(
+            "fmt --manifest-path crates/dpclock-ioctl/fuzz/Cargo.toml -- --check",
+        ))
     })?;
     // The driver builds apart from the rest: with the whole workspace, Cargo
     // would unify kspin's features and hand the no_std driver kspin's std
@@ -233,6 +240,10 @@ fn all_tests(steps: &mut Steps) -> Result<()> {
         "Miri: kspin's guards, safe-code attacks and validator",
         kspin_checks::miri,
     )?;
+    steps.step(
+        "coverage-guided fuzzing of dpclock-ioctl (cargo-fuzz, 60 s)",
+        || xtask::fuzz::run_for(60).map(|_| ()),
+    )?;
     steps.step("loom model checks (LOOM_MAX_PREEMPTIONS=2)", || {
         let mut loom = cargo_line("test -p kspin --test loom --release");
         loom.env("RUSTFLAGS", "--cfg loom")
@@ -256,7 +267,45 @@ fn all_tests(steps: &mut Steps) -> Result<()> {
             "test -p dpclock --test wine -- --test-threads=1",
         ))
     })?;
+    steps.step("soak under Wine (2 minutes)", || {
+        match xtask::soak::run(120, 1, 60)? {
+            0 => Ok(()),
+            code => Err(fail!(
+                "the soak failed (exit {code}); see target/soak/report.txt"
+            )),
+        }
+    })?;
     Ok(())
+}
+
+/// `--name VALUE` as a number, if given.
+fn flag(args: &[String], name: &str) -> Result<Option<u64>> {
+    match args.iter().position(|a| a == name) {
+        None => Ok(None),
+        Some(i) => args
+            .get(i + 1)
+            .and_then(|v| v.parse().ok())
+            .map(Some)
+            .ok_or_else(|| fail!("{name} needs a number")),
+    }
+}
+
+fn soak(args: &[String]) -> Result<i32> {
+    for arg in args.iter().filter(|a| a.starts_with("--")) {
+        if !["--minutes", "--seconds", "--seed", "--sample-seconds"].contains(&arg.as_str()) {
+            return Err(fail!("unknown soak flag `{arg}`\n{USAGE}"));
+        }
+    }
+    let seconds = match (flag(args, "--seconds")?, flag(args, "--minutes")?) {
+        (Some(s), _) => s,
+        (None, Some(m)) => m * 60,
+        (None, None) => 30 * 60,
+    };
+    xtask::soak::run(
+        seconds,
+        flag(args, "--seed")?.unwrap_or(1),
+        flag(args, "--sample-seconds")?.unwrap_or(60),
+    )
 }
 
 fn bench() -> Result<i32> {

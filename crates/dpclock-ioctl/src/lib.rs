@@ -8,12 +8,18 @@
 //! the raw input buffer into a typed request, or into the status the driver
 //! must complete the IRP with ([`Error::ntstatus`]):
 //!
-//! * a buffer shorter than the struct → `STATUS_BUFFER_TOO_SMALL`;
-//! * a bad field, or a count outside its documented limit →
-//!   `STATUS_INVALID_PARAMETER`;
-//! * a code the driver does not define → `STATUS_INVALID_DEVICE_REQUEST`.
+//! * a code the driver does not define → `STATUS_INVALID_DEVICE_REQUEST`;
+//! * an input buffer shorter than the struct → `STATUS_BUFFER_TOO_SMALL`;
+//! * then each field in offset order, the first bad one deciding: a bad
+//!   field, or a count outside its documented limit →
+//!   `STATUS_INVALID_PARAMETER`; the unlocked control while it is not
+//!   enabled → `STATUS_NOT_SUPPORTED`;
+//! * an output buffer shorter than the response → `STATUS_BUFFER_TOO_SMALL`.
 //!
 //! Longer input buffers are accepted; the bytes past the struct are ignored.
+//! [`spec`] restates these rules as tables (the ones docs/protocol.md
+//! prints), with an independent, table-driven oracle of the status every
+//! request must get.
 
 #![no_std]
 #![forbid(unsafe_code)]
@@ -142,8 +148,15 @@ pub const IOCTL_DPCLOCK_RESET: u32 = ctl_code(
     FILE_READ_ACCESS | FILE_WRITE_ACCESS,
 );
 
+/// nothing → [`Health`]: the driver's own counters (IRPs in flight,
+/// remove-lock references, armed timers, allocations). Added after the
+/// first release of the protocol: a driver without it answers
+/// `STATUS_INVALID_DEVICE_REQUEST`.
+pub const IOCTL_DPCLOCK_GET_HEALTH: u32 =
+    ctl_code(DEVICE_TYPE, 0x808, METHOD_BUFFERED, FILE_READ_ACCESS);
+
 /// Every IOCTL code the driver defines.
-pub const ALL_IOCTLS: [u32; 8] = [
+pub const ALL_IOCTLS: [u32; 9] = [
     IOCTL_DPCLOCK_NOOP,
     IOCTL_DPCLOCK_LOCK_PASSIVE,
     IOCTL_DPCLOCK_LOCK_DISPATCH,
@@ -152,6 +165,7 @@ pub const ALL_IOCTLS: [u32; 8] = [
     IOCTL_DPCLOCK_TIMER_STOP,
     IOCTL_DPCLOCK_GET_STATS,
     IOCTL_DPCLOCK_RESET,
+    IOCTL_DPCLOCK_GET_HEALTH,
 ];
 
 /// Limits on request fields; a value outside them is `STATUS_INVALID_PARAMETER`.
@@ -294,6 +308,8 @@ pub enum Error {
     InvalidParameter,
     /// The IOCTL code is not one of dpclock's.
     InvalidDeviceRequest,
+    /// The unlocked control was asked for while it is not enabled.
+    NotSupported,
 }
 
 /// `STATUS_SUCCESS`.
@@ -319,6 +335,7 @@ impl Error {
             Self::BufferTooSmall => STATUS_BUFFER_TOO_SMALL,
             Self::InvalidParameter => STATUS_INVALID_PARAMETER,
             Self::InvalidDeviceRequest => STATUS_INVALID_DEVICE_REQUEST,
+            Self::NotSupported => STATUS_NOT_SUPPORTED,
         }
     }
 }
@@ -348,6 +365,24 @@ fn check_version(version: u32) -> Result<(), Error> {
         Ok(())
     } else {
         Err(Error::InvalidParameter)
+    }
+}
+
+/// What the driver allows beyond the fixed limits: its configuration,
+/// read once at load.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Policy {
+    /// `AllowUnlockedControl` is set: `lock_kind = 2` is accepted.
+    pub unlocked_control: bool,
+}
+
+/// A `lock_kind` field: unknown → `InvalidParameter`; the unlocked control
+/// while not enabled → `NotSupported`.
+fn check_lock_kind(value: u32, policy: Policy) -> Result<LockKind, Error> {
+    match LockKind::from_u32(value) {
+        None => Err(Error::InvalidParameter),
+        Some(LockKind::Unlocked) if !policy.unlocked_control => Err(Error::NotSupported),
+        Some(kind) => Ok(kind),
     }
 }
 
@@ -404,13 +439,13 @@ impl LockRequest {
         out
     }
 
-    fn parse(input: &[u8], max_iterations: u32) -> Result<LockWork, Error> {
+    fn parse(input: &[u8], max_iterations: u32, policy: Policy) -> Result<LockWork, Error> {
         if input.len() < size_of::<Self>() {
             return Err(Error::BufferTooSmall);
         }
+        // Fields in offset order: the first bad one decides the status.
         check_version(u32_at(input, offset_of!(Self, version)))?;
-        let lock_kind = LockKind::from_u32(u32_at(input, offset_of!(Self, lock_kind)))
-            .ok_or(Error::InvalidParameter)?;
+        let lock_kind = check_lock_kind(u32_at(input, offset_of!(Self, lock_kind)), policy)?;
         let iterations = check_range(
             u32_at(input, offset_of!(Self, iterations)),
             1,
@@ -811,6 +846,108 @@ impl Stats {
     }
 }
 
+/// Output of `GET_HEALTH` (72 bytes): the driver's own counters, kept
+/// driver-wide with interlocked operations. A quiet device answers with
+/// `irps_in_flight` and `remove_lock_references` at 1 (the `GET_HEALTH`
+/// request itself); a driver whose last device was removed has every
+/// `*_in_flight`/`*_references`/`*_armed`/`*_live` counter at 0.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Health {
+    /// [`PROTOCOL_VERSION`].
+    pub version: u32,
+    /// Zero.
+    pub reserved: u32,
+    /// IRPs inside the driver's dispatch routines now, this one included.
+    pub irps_in_flight: u64,
+    /// Remove-lock acquisitions not yet released, this request's included.
+    pub remove_lock_references: u64,
+    /// Periodic timers armed (one per device at most).
+    pub timers_armed: u64,
+    /// Heap allocations made through the driver's allocator and not freed.
+    pub allocations_live: u64,
+    /// Bytes of those allocations.
+    pub allocated_bytes_live: u64,
+    /// Allocations made since the driver loaded.
+    pub allocations_total: u64,
+    /// IRPs dispatched since the driver loaded, this one included.
+    pub irps_total: u64,
+    /// Device objects the driver has (created in AddDevice, deleted at
+    /// `IRP_MN_REMOVE_DEVICE`).
+    pub devices: u64,
+}
+
+const _: () = {
+    assert!(size_of::<Health>() == 72);
+    assert!(offset_of!(Health, version) == 0);
+    assert!(offset_of!(Health, reserved) == 4);
+    assert!(offset_of!(Health, irps_in_flight) == 8);
+    assert!(offset_of!(Health, remove_lock_references) == 16);
+    assert!(offset_of!(Health, timers_armed) == 24);
+    assert!(offset_of!(Health, allocations_live) == 32);
+    assert!(offset_of!(Health, allocated_bytes_live) == 40);
+    assert!(offset_of!(Health, allocations_total) == 48);
+    assert!(offset_of!(Health, irps_total) == 56);
+    assert!(offset_of!(Health, devices) == 64);
+};
+
+impl Health {
+    /// Writes the counters into `out`, returning the bytes written.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::BufferTooSmall`] if `out` cannot hold them.
+    pub fn encode(&self, out: &mut [u8]) -> Result<usize, Error> {
+        let out = out
+            .get_mut(..size_of::<Self>())
+            .ok_or(Error::BufferTooSmall)?;
+        let mut w = Writer { out, at: 0 };
+        w.put32(PROTOCOL_VERSION);
+        w.put32(0);
+        for v in [
+            self.irps_in_flight,
+            self.remove_lock_references,
+            self.timers_armed,
+            self.allocations_live,
+            self.allocated_bytes_live,
+            self.allocations_total,
+            self.irps_total,
+            self.devices,
+        ] {
+            w.put64(v);
+        }
+        debug_assert_eq!(w.at, size_of::<Self>());
+        Ok(size_of::<Self>())
+    }
+
+    /// Reads the counters, for clients.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::BufferTooSmall`] or, for another version,
+    /// [`Error::InvalidParameter`].
+    pub fn decode(bytes: &[u8]) -> Result<Self, Error> {
+        if bytes.len() < size_of::<Self>() {
+            return Err(Error::BufferTooSmall);
+        }
+        let mut r = Reader { bytes, at: 0 };
+        check_version(r.get32())?;
+        let _reserved = r.get32();
+        Ok(Self {
+            version: PROTOCOL_VERSION,
+            reserved: 0,
+            irps_in_flight: r.get64(),
+            remove_lock_references: r.get64(),
+            timers_armed: r.get64(),
+            allocations_live: r.get64(),
+            allocated_bytes_live: r.get64(),
+            allocations_total: r.get64(),
+            irps_total: r.get64(),
+            devices: r.get64(),
+        })
+    }
+}
+
 /// A request, validated: what the driver acts on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Request {
@@ -830,6 +967,8 @@ pub enum Request {
     GetStats,
     /// `RESET`.
     Reset,
+    /// `GET_HEALTH`.
+    GetHealth,
 }
 
 impl Request {
@@ -841,6 +980,7 @@ impl Request {
                 size_of::<LockResponse>()
             }
             Self::GetStats => size_of::<Stats>(),
+            Self::GetHealth => size_of::<Health>(),
             Self::Noop | Self::TimerStart(_) | Self::TimerStop | Self::Reset => 0,
         }
     }
@@ -851,8 +991,8 @@ impl Request {
 /// # Errors
 ///
 /// As described in the crate documentation.
-pub fn parse_lock_passive(input: &[u8]) -> Result<LockWork, Error> {
-    LockRequest::parse(input, limits::MAX_PASSIVE_ITERATIONS)
+pub fn parse_lock_passive(input: &[u8], policy: Policy) -> Result<LockWork, Error> {
+    LockRequest::parse(input, limits::MAX_PASSIVE_ITERATIONS, policy)
 }
 
 /// `LOCK_DISPATCH`'s input.
@@ -860,8 +1000,8 @@ pub fn parse_lock_passive(input: &[u8]) -> Result<LockWork, Error> {
 /// # Errors
 ///
 /// As described in the crate documentation.
-pub fn parse_lock_dispatch(input: &[u8]) -> Result<LockWork, Error> {
-    LockRequest::parse(input, limits::MAX_DISPATCH_ITERATIONS)
+pub fn parse_lock_dispatch(input: &[u8], policy: Policy) -> Result<LockWork, Error> {
+    LockRequest::parse(input, limits::MAX_DISPATCH_ITERATIONS, policy)
 }
 
 /// `DPC_BURST`'s input.
@@ -869,8 +1009,8 @@ pub fn parse_lock_dispatch(input: &[u8]) -> Result<LockWork, Error> {
 /// # Errors
 ///
 /// As described in the crate documentation.
-pub fn parse_dpc_burst(input: &[u8]) -> Result<LockWork, Error> {
-    LockRequest::parse(input, limits::MAX_BURST_ITERATIONS)
+pub fn parse_dpc_burst(input: &[u8], policy: Policy) -> Result<LockWork, Error> {
+    LockRequest::parse(input, limits::MAX_BURST_ITERATIONS, policy)
 }
 
 /// `TIMER_START`'s input.
@@ -878,13 +1018,13 @@ pub fn parse_dpc_burst(input: &[u8]) -> Result<LockWork, Error> {
 /// # Errors
 ///
 /// As described in the crate documentation.
-pub fn parse_timer_start(input: &[u8]) -> Result<TimerWork, Error> {
+pub fn parse_timer_start(input: &[u8], policy: Policy) -> Result<TimerWork, Error> {
     if input.len() < size_of::<TimerRequest>() {
         return Err(Error::BufferTooSmall);
     }
+    // Fields in offset order: the first bad one decides the status.
     check_version(u32_at(input, offset_of!(TimerRequest, version)))?;
-    let lock_kind = LockKind::from_u32(u32_at(input, offset_of!(TimerRequest, lock_kind)))
-        .ok_or(Error::InvalidParameter)?;
+    let lock_kind = check_lock_kind(u32_at(input, offset_of!(TimerRequest, lock_kind)), policy)?;
     let period_ms = check_range(
         u32_at(input, offset_of!(TimerRequest, period_ms)),
         limits::MIN_TIMER_PERIOD_MS,
@@ -928,24 +1068,27 @@ pub fn noop_reply(output: &mut [u8]) -> usize {
     written
 }
 
-/// Validates any request: the code, the input and the output buffer size.
-/// The driver calls this before doing anything else with an IRP.
+/// Validates any request: the code, the input (length, then each field in
+/// offset order) and the output buffer size, in that order; the first
+/// failure decides the status. The driver calls this before doing anything
+/// else with an IRP, with the [`Policy`] it read at load.
 ///
 /// # Errors
 ///
 /// [`Error::InvalidDeviceRequest`] for an unknown code, otherwise as
 /// described in the crate documentation (input problems before a short
 /// output buffer).
-pub fn parse(code: u32, input: &[u8], output_len: usize) -> Result<Request, Error> {
+pub fn parse(code: u32, input: &[u8], output_len: usize, policy: Policy) -> Result<Request, Error> {
     let request = match code {
         IOCTL_DPCLOCK_NOOP => Request::Noop,
-        IOCTL_DPCLOCK_LOCK_PASSIVE => Request::LockPassive(parse_lock_passive(input)?),
-        IOCTL_DPCLOCK_LOCK_DISPATCH => Request::LockDispatch(parse_lock_dispatch(input)?),
-        IOCTL_DPCLOCK_DPC_BURST => Request::DpcBurst(parse_dpc_burst(input)?),
-        IOCTL_DPCLOCK_TIMER_START => Request::TimerStart(parse_timer_start(input)?),
+        IOCTL_DPCLOCK_LOCK_PASSIVE => Request::LockPassive(parse_lock_passive(input, policy)?),
+        IOCTL_DPCLOCK_LOCK_DISPATCH => Request::LockDispatch(parse_lock_dispatch(input, policy)?),
+        IOCTL_DPCLOCK_DPC_BURST => Request::DpcBurst(parse_dpc_burst(input, policy)?),
+        IOCTL_DPCLOCK_TIMER_START => Request::TimerStart(parse_timer_start(input, policy)?),
         IOCTL_DPCLOCK_TIMER_STOP => Request::TimerStop,
         IOCTL_DPCLOCK_GET_STATS => Request::GetStats,
         IOCTL_DPCLOCK_RESET => Request::Reset,
+        IOCTL_DPCLOCK_GET_HEALTH => Request::GetHealth,
         _ => return Err(Error::InvalidDeviceRequest),
     };
     if output_len < request.output_len() {
@@ -953,6 +1096,8 @@ pub fn parse(code: u32, input: &[u8], output_len: usize) -> Result<Request, Erro
     }
     Ok(request)
 }
+
+pub mod spec;
 
 #[cfg(test)]
 mod tests;

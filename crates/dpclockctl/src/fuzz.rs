@@ -1,17 +1,20 @@
 //! Malformed requests, and the status each one must get.
 //!
-//! Cases come from a seeded generator: IOCTL codes of dpclock and of other
-//! device types, methods and functions; input lengths from 0 to 64 KiB;
-//! truncated, oversized and field-corrupted request structs (absurd counts,
-//! wrong versions, unknown lock kinds); null and misaligned buffers; short
-//! output buffers. The expected status comes from the protocol crate's
-//! validators (the specification) plus the driver's few state rules
-//! ([`Model`]). Valid requests that slip through are kept small, so the fuzz
-//! stays a fuzz and not a stress.
+//! Cases are generated from the protocol's own tables
+//! ([`dpclock_ioctl::spec`]): each IOCTL's code with one `CTL_CODE` field
+//! changed (device type, function, method or access), its request struct
+//! field by field with values at, inside and just outside each field's
+//! documented range, truncated or extended, and output buffers around the
+//! response's size; plus null and misaligned buffers and plain random
+//! bytes. The expected status comes from [`spec::expected`], a reading of
+//! docs/protocol.md's order of checks that is independent of the driver's
+//! parser, plus the driver's few state rules ([`Model`]). Valid requests
+//! that slip through are kept small, so the fuzz stays a fuzz and not a
+//! stress.
 
 use dpclock_ioctl::{
-    ALL_IOCTLS, DEVICE_TYPE, LockKind, LockRequest, METHOD_BUFFERED, Request, STATUS_DEVICE_BUSY,
-    STATUS_NOT_SUPPORTED, STATUS_SUCCESS, TimerRequest, limits, parse,
+    DEVICE_TYPE, LockKind, METHOD_BUFFERED, Policy, STATUS_DEVICE_BUSY, STATUS_SUCCESS,
+    spec::{self, Input, Ioctl, Output, Rule},
 };
 
 /// How a case passes a buffer.
@@ -39,6 +42,22 @@ pub struct Case {
     pub output_len: u32,
     /// How the output pointer is passed.
     pub output_buffer: Buffer,
+}
+
+impl Case {
+    /// Whether the driver would act on this case in a way that changes its
+    /// state (`RESET`, `TIMER_START`, `TIMER_STOP`) or its ledgers (a lock
+    /// IOCTL) under `policy`: the soak, whose ledgers are being verified,
+    /// sends only cases that do not.
+    #[must_use]
+    pub fn acts(&self, policy: Policy) -> bool {
+        let null = (self.input_buffer == Buffer::Null && !self.input.is_empty())
+            || (self.output_buffer == Buffer::Null && self.output_len > 0);
+        !null
+            && spec::expected(self.code, &self.input, self.output_len as usize, policy).is_ok()
+            && spec::ioctl_by_code(self.code)
+                .is_some_and(|i| !matches!(i.name, "NOOP" | "GET_STATS" | "GET_HEALTH"))
+    }
 }
 
 /// What a case must get back.
@@ -70,40 +89,29 @@ impl Model {
         if null_with_length {
             return (Expect::IoManagerError, self);
         }
-        match parse(case.code, &case.input, case.output_len as usize) {
+        let policy = Policy {
+            unlocked_control: self.unlocked_allowed,
+        };
+        match spec::expected(case.code, &case.input, case.output_len as usize, policy) {
             Err(error) => (Expect::Status(error.ntstatus()), self),
-            Ok(request) => {
-                let unlocked = match request {
-                    Request::LockPassive(w) | Request::LockDispatch(w) | Request::DpcBurst(w) => {
-                        w.lock_kind
-                    }
-                    Request::TimerStart(t) => t.tick.lock_kind,
-                    _ => LockKind::Plain,
-                } == LockKind::Unlocked;
-                if unlocked && !self.unlocked_allowed {
-                    return (Expect::Status(STATUS_NOT_SUPPORTED), self);
-                }
-                match request {
-                    Request::Reset if self.timer_running => {
-                        (Expect::Status(STATUS_DEVICE_BUSY), self)
-                    }
-                    Request::TimerStart(_) => (
-                        Expect::Status(STATUS_SUCCESS),
-                        Self {
-                            timer_running: true,
-                            ..self
-                        },
-                    ),
-                    Request::TimerStop => (
-                        Expect::Status(STATUS_SUCCESS),
-                        Self {
-                            timer_running: false,
-                            ..self
-                        },
-                    ),
-                    _ => (Expect::Status(STATUS_SUCCESS), self),
-                }
-            }
+            Ok(_) => match spec::ioctl_by_code(case.code).map(|i| i.name) {
+                Some("RESET") if self.timer_running => (Expect::Status(STATUS_DEVICE_BUSY), self),
+                Some("TIMER_START") => (
+                    Expect::Status(STATUS_SUCCESS),
+                    Self {
+                        timer_running: true,
+                        ..self
+                    },
+                ),
+                Some("TIMER_STOP") => (
+                    Expect::Status(STATUS_SUCCESS),
+                    Self {
+                        timer_running: false,
+                        ..self
+                    },
+                ),
+                _ => (Expect::Status(STATUS_SUCCESS), self),
+            },
         }
     }
 }
@@ -132,70 +140,123 @@ impl Rng {
         self.next_u64() % n
     }
 
-    fn chance(&mut self, percent: u64) -> bool {
+    /// True `percent` times in 100.
+    pub fn chance(&mut self, percent: u64) -> bool {
         self.below(100) < percent
     }
 
     fn u32(&mut self) -> u32 {
         self.next_u64() as u32
     }
-}
 
-/// Field values that stress a validator: limits, one past them, zero, huge.
-fn nasty_u32(rng: &mut Rng) -> u32 {
-    const VALUES: [u32; 12] = [
-        0,
-        1,
-        2,
-        3,
-        limits::MAX_WORK,
-        limits::MAX_WORK + 1,
-        limits::MAX_DISPATCH_ITERATIONS + 1,
-        limits::MAX_PASSIVE_ITERATIONS + 1,
-        limits::MAX_TIMER_PERIOD_MS + 1,
-        0x7FFF_FFFF,
-        0x8000_0000,
-        u32::MAX,
-    ];
-    if rng.chance(70) {
-        VALUES[rng.below(VALUES.len() as u64) as usize]
-    } else {
-        rng.u32()
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len() as u64) as usize]
     }
 }
 
+/// A value for a field with `rule`: mostly valid (inside the range, or at
+/// its ends), otherwise just outside it, or anything.
+fn field_value(rng: &mut Rng, rule: Rule) -> u32 {
+    let valid = rng.chance(80);
+    let any = rng.u32();
+    match rule {
+        Rule::Version if valid => dpclock_ioctl::PROTOCOL_VERSION,
+        Rule::Version => *rng.pick(&[0, 2, u32::MAX, any]),
+        Rule::LockKind if valid => rng.below(3) as u32,
+        Rule::LockKind => *rng.pick(&[3, 4, 0x100, u32::MAX, any]),
+        Rule::Zero if valid => 0,
+        Rule::Zero => *rng.pick(&[1, 0x8000_0000, any]),
+        Rule::Range { min, max } if valid => match rng.below(4) {
+            0 => min,
+            1 => max,
+            _ => min + rng.below(u64::from(max - min) + 1) as u32,
+        },
+        Rule::Range { min, max } => *rng.pick(&[
+            min.wrapping_sub(1),
+            max.wrapping_add(1),
+            max.saturating_mul(2),
+            0x8000_0000,
+            u32::MAX,
+            any,
+        ]),
+    }
+}
+
+/// A code: one of dpclock's, one with a `CTL_CODE` field changed, any
+/// function of dpclock's device type, or anything.
 fn code(rng: &mut Rng) -> u32 {
-    match rng.below(5) {
-        0 | 1 => ALL_IOCTLS[rng.below(ALL_IOCTLS.len() as u64) as usize],
-        // dpclock's device type, any function, method and access
-        2 => dpclock_ioctl::ctl_code(
+    let ioctl = *rng.pick(&spec::IOCTLS);
+    let ctl = |device_type: u32, function: u32, method: u32, access: u32| {
+        dpclock_ioctl::ctl_code(
+            device_type & 0xFFFF,
+            function & 0xFFF,
+            method & 3,
+            access & 3,
+        )
+    };
+    match rng.below(8) {
+        0..=3 => ioctl.code,
+        4 => match rng.below(4) {
+            0 => ctl(rng.u32(), ioctl.function, METHOD_BUFFERED, ioctl.access),
+            1 => ctl(
+                DEVICE_TYPE,
+                ioctl.function ^ (1 << rng.below(12)),
+                METHOD_BUFFERED,
+                ioctl.access,
+            ),
+            2 => ctl(
+                DEVICE_TYPE,
+                ioctl.function,
+                1 + rng.below(3) as u32,
+                ioctl.access,
+            ),
+            _ => ctl(
+                DEVICE_TYPE,
+                ioctl.function,
+                METHOD_BUFFERED,
+                (ioctl.access + 1 + rng.below(3) as u32) & 3,
+            ),
+        },
+        5 | 6 => ctl(
             DEVICE_TYPE,
             rng.below(0x1000) as u32,
             rng.below(4) as u32,
             rng.below(4) as u32,
         ),
-        // another device type with one of dpclock's functions
-        3 => {
-            let ours = ALL_IOCTLS[rng.below(ALL_IOCTLS.len() as u64) as usize];
-            (ours & 0xFFFF) | ((rng.below(0x10000) as u32) << 16)
-        }
         _ => rng.u32(),
     }
 }
 
-fn input(rng: &mut Rng) -> Vec<u8> {
-    let mut bytes = match rng.below(4) {
-        0 => {
-            let kind = LockKind::ALL[rng.below(3) as usize];
-            LockRequest::encode(kind, rng.below(50) as u32 + 1, rng.below(20) as u32).to_vec()
-        }
-        1 => TimerRequest::encode(
-            LockKind::ALL[rng.below(3) as usize],
-            10 + rng.below(20) as u32,
-            1 + rng.below(5) as u32,
-            1,
-        )
-        .to_vec(),
+/// The bytes of `request`, field by field, then cut short or extended.
+fn structured(rng: &mut Rng, request: &Input) -> Vec<u8> {
+    let mut bytes = vec![0_u8; request.size];
+    for field in request.fields {
+        bytes[field.offset..field.offset + 4]
+            .copy_from_slice(&field_value(rng, field.rule).to_le_bytes());
+    }
+    match rng.below(10) {
+        0 => bytes.truncate(rng.below(request.size as u64) as usize),
+        1 => bytes.truncate(request.size - 1),
+        2 => bytes.extend((0..rng.below(64) + 1).map(|_| rng.next_u64() as u8)),
+        _ => {}
+    }
+    bytes
+}
+
+fn input(rng: &mut Rng, code: u32) -> Vec<u8> {
+    // Usually the struct of the code's IOCTL; sometimes another IOCTL's.
+    let own = spec::ioctl_by_code(code).and_then(|i| i.input);
+    let any_struct = spec::IOCTLS
+        .iter()
+        .filter_map(|i| i.input)
+        .nth(rng.below(4) as usize);
+    let request = if rng.chance(80) {
+        own.or(any_struct)
+    } else {
+        any_struct
+    };
+    match request {
+        Some(request) if rng.chance(85) => structured(rng, &request),
         _ => {
             let len = match rng.below(10) {
                 0..=1 => 0,
@@ -205,29 +266,21 @@ fn input(rng: &mut Rng) -> Vec<u8> {
             };
             (0..len).map(|_| rng.next_u64() as u8).collect()
         }
-    };
-    // Corrupt a struct: a field, a truncation, or trailing bytes.
-    if bytes.len() >= 16 && rng.chance(70) {
-        match rng.below(3) {
-            0 => {
-                let field = rng.below(bytes.len() as u64 / 4) as usize * 4;
-                bytes[field..field + 4].copy_from_slice(&nasty_u32(rng).to_le_bytes());
-            }
-            1 => bytes.truncate(rng.below(bytes.len() as u64) as usize),
-            _ => bytes.extend((0..rng.below(64) + 1).map(|_| rng.next_u64() as u8)),
-        }
     }
-    bytes
 }
 
-fn output_len(rng: &mut Rng) -> u32 {
-    // Around the response sizes: LockResponse is 32 bytes, Stats 1224.
-    const STATS: u32 = size_of::<dpclock_ioctl::Stats>() as u32;
-    const INTERESTING: [u32; 6] = [0, 31, 32, STATS - 1, STATS, 4096];
-    if rng.chance(70) {
-        INTERESTING[rng.below(INTERESTING.len() as u64) as usize]
-    } else {
-        rng.below(65537) as u32
+fn output_len(rng: &mut Rng, ioctl: Option<&Ioctl>) -> u32 {
+    let size = match ioctl.map(|i| i.output) {
+        Some(Output::Response { size, .. } | Output::ZerosUpTo(size)) => size as u32,
+        _ => *rng.pick(&[32, size_of::<dpclock_ioctl::Stats>() as u32]),
+    };
+    match rng.below(10) {
+        0 | 1 => 0,
+        2 => size - 1,
+        3 | 4 => size,
+        5 => size + 1 + rng.below(64) as u32,
+        6 => 4096,
+        _ => rng.below(65537) as u32,
     }
 }
 
@@ -246,20 +299,31 @@ fn buffer(rng: &mut Rng, code: u32, len: usize) -> Buffer {
 /// A valid request that would run long is cut down; valid timer starts get
 /// a gentle rate. Invalid requests are left exactly as generated.
 fn tame(case: &mut Case) {
+    let allow = Policy {
+        unlocked_control: true,
+    };
+    if spec::expected(case.code, &case.input, case.output_len as usize, allow).is_err() {
+        return;
+    }
+    let field = |input: &[u8], at: usize| {
+        u32::from_le_bytes([input[at], input[at + 1], input[at + 2], input[at + 3]])
+    };
     let input = &mut case.input;
-    match parse(case.code, input, case.output_len as usize) {
-        Ok(Request::LockPassive(w) | Request::LockDispatch(w) | Request::DpcBurst(w))
-            if u64::from(w.iterations) * (u64::from(w.work) + 1) > 20_000 =>
-        {
-            input[8..12].copy_from_slice(&(w.iterations % 20 + 1).to_le_bytes());
-            input[12..16].copy_from_slice(&(w.work % 100).to_le_bytes());
+    match spec::ioctl_by_code(case.code).map(|i| i.name) {
+        Some("LOCK_PASSIVE" | "LOCK_DISPATCH" | "DPC_BURST") => {
+            let (iterations, work) = (field(input, 8), field(input, 12));
+            if u64::from(iterations) * (u64::from(work) + 1) > 20_000 {
+                input[8..12].copy_from_slice(&(iterations % 20 + 1).to_le_bytes());
+                input[12..16].copy_from_slice(&(work % 100).to_le_bytes());
+            }
         }
-        Ok(Request::TimerStart(t))
-            if t.period_ms < 10 || t.tick.iterations > 10 || t.tick.work > 100 =>
-        {
-            input[8..12].copy_from_slice(&(10 + t.period_ms % 20).to_le_bytes());
-            input[12..16].copy_from_slice(&(t.tick.iterations % 10 + 1).to_le_bytes());
-            input[16..20].copy_from_slice(&(t.tick.work % 100).to_le_bytes());
+        Some("TIMER_START") => {
+            let (period, iterations, work) = (field(input, 8), field(input, 12), field(input, 16));
+            if period < 10 || iterations > 10 || work > 100 {
+                input[8..12].copy_from_slice(&(10 + period % 20).to_le_bytes());
+                input[12..16].copy_from_slice(&(iterations % 10 + 1).to_le_bytes());
+                input[16..20].copy_from_slice(&(work % 100).to_le_bytes());
+            }
         }
         _ => {}
     }
@@ -267,10 +331,21 @@ fn tame(case: &mut Case) {
 
 /// The next case.
 pub fn case(rng: &mut Rng) -> Case {
+    case_with(rng, true)
+}
+
+/// The next case; null input buffers only if `null_inputs`. (Wine 8.0 does
+/// not refuse a null input buffer with a length: the request that reaches
+/// the driver is unpredictable there, so the harness sends none under Wine.
+/// Null output buffers it refuses with `STATUS_INVALID_USER_BUFFER`.)
+pub fn case_with(rng: &mut Rng, null_inputs: bool) -> Case {
     let code = code(rng);
-    let input = input(rng);
-    let output_len = output_len(rng);
-    let input_buffer = buffer(rng, code, input.len());
+    let input = input(rng, code);
+    let output_len = output_len(rng, spec::ioctl_by_code(code));
+    let mut input_buffer = buffer(rng, code, input.len());
+    if input_buffer == Buffer::Null && !null_inputs {
+        input_buffer = Buffer::Aligned;
+    }
     let output_buffer = buffer(rng, code, output_len as usize);
     let mut case = Case {
         code,
@@ -347,6 +422,7 @@ pub fn run(
     seed: u64,
     budget: Budget,
     unlocked_allowed: bool,
+    null_inputs: bool,
 ) -> Outcome {
     use crate::device::status_name;
 
@@ -368,7 +444,7 @@ pub fn run(
         if done {
             break;
         }
-        let case = case(&mut rng);
+        let case = case_with(&mut rng, null_inputs);
         let (expect, next) = model.expect(&case);
         let offset = |b: Buffer| {
             if let Buffer::Misaligned(by) = b {
@@ -478,8 +554,9 @@ fn health_check(device: &dyn crate::device::Device) -> Result<(), String> {
 mod tests {
     use dpclock_ioctl::{
         IOCTL_DPCLOCK_LOCK_PASSIVE, IOCTL_DPCLOCK_RESET, IOCTL_DPCLOCK_TIMER_START,
-        IOCTL_DPCLOCK_TIMER_STOP, STATUS_BUFFER_TOO_SMALL, STATUS_INVALID_DEVICE_REQUEST,
-        STATUS_INVALID_PARAMETER,
+        IOCTL_DPCLOCK_TIMER_STOP, LockRequest, Request, STATUS_BUFFER_TOO_SMALL,
+        STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_PARAMETER, STATUS_NOT_SUPPORTED,
+        TimerRequest, parse,
     };
 
     use super::*;
@@ -566,8 +643,11 @@ mod tests {
         let mut rng = Rng::new(7);
         for _ in 0..20_000 {
             let c = case(&mut rng);
+            let allow = Policy {
+                unlocked_control: true,
+            };
             if let Ok(Request::LockPassive(w) | Request::LockDispatch(w) | Request::DpcBurst(w)) =
-                parse(c.code, &c.input, c.output_len as usize)
+                parse(c.code, &c.input, c.output_len as usize, allow)
             {
                 assert!(
                     u64::from(w.iterations) * (u64::from(w.work) + 1) <= 20_000,

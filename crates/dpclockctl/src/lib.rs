@@ -9,7 +9,9 @@ pub mod bench;
 pub mod check;
 pub mod device;
 pub mod fuzz;
+pub mod protocol_doc;
 pub mod report;
+pub mod soak;
 pub mod stress;
 pub mod verify;
 #[cfg(windows)]

@@ -70,6 +70,14 @@ enum Command {
     Reset,
     /// Exercise every IOCTL once and check each answer (leaves the device reset).
     Check,
+    /// Check what docs/protocol.md says about handles, access, buffers, statuses and
+    /// the timer's accounting, and every example of it, against the device.
+    Conform {
+        /// Also uninstall the device with a handle open and reinstall it from this INF,
+        /// checking what the old handle gets.
+        #[arg(long)]
+        removal: Option<PathBuf>,
+    },
     /// Measure IOCTL round trips (no-op against one-acquisition lock IOCTLs) and
     /// acquisitions per second in DPC bursts, plain against queued.
     Bench {
@@ -83,6 +91,33 @@ enum Command {
         #[arg(long, default_value_t = 9)]
         bursts: u32,
         /// Write the results as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Run everything at once for a long time: stress on both locks and every path,
+    /// malformed requests, the timer restarted at random, remove-and-reinstall cycles
+    /// under load alternating the free and checked builds; verify continuously.
+    /// The device must not be installed; it is removed at the end.
+    Soak {
+        /// How long to run, in seconds.
+        #[arg(long, default_value_t = 1800)]
+        seconds: u64,
+        /// Seconds the device lives under load in each cycle.
+        #[arg(long, default_value_t = 13)]
+        cycle_seconds: u64,
+        /// The free build's INF.
+        #[arg(long)]
+        free_inf: PathBuf,
+        /// The checked build's INF.
+        #[arg(long)]
+        checked_inf: PathBuf,
+        /// Seed of every random choice.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Seconds between process and allocation samples.
+        #[arg(long, default_value_t = 60)]
+        sample_seconds: u64,
+        /// Write the report as JSON to this file.
         #[arg(long)]
         json: Option<PathBuf>,
     },
@@ -287,12 +322,79 @@ mod windows_main {
                 json,
             } => with_device(|device| bench(device, rounds, round_ms, bursts, json)),
             Command::Check => with_device(check),
+            Command::Conform { removal } => with_device(|device| {
+                let checks = dpclockctl::win::conform::run(device, removal.as_deref());
+                report_checks(&checks, "CONFORM")
+            }),
             Command::Fuzz {
                 cases,
                 duration,
                 seed,
                 json,
             } => with_device(|device| fuzz(device, cases, duration, seed, json)),
+            Command::Soak {
+                seconds,
+                cycle_seconds,
+                free_inf,
+                checked_inf,
+                seed,
+                sample_seconds,
+                json,
+            } => soak(
+                seconds,
+                cycle_seconds,
+                (free_inf, checked_inf),
+                seed,
+                sample_seconds,
+                json,
+            ),
+        }
+    }
+
+    fn soak(
+        seconds: u64,
+        cycle_seconds: u64,
+        (free_inf, checked_inf): (std::path::PathBuf, std::path::PathBuf),
+        seed: u64,
+        sample_seconds: u64,
+        json: Option<std::path::PathBuf>,
+    ) -> u8 {
+        use dpclockctl::{soak, win::soak::WinPlatform};
+        if !env::is_elevated() {
+            eprintln!("dpclockctl: the soak installs the driver: run it elevated");
+            return exit::NOT_ELEVATED;
+        }
+        let config = soak::Config {
+            null_inputs: env::wine_version().is_none(),
+            duration: Duration::from_secs(seconds),
+            cycle: Duration::from_secs(cycle_seconds.max(3)),
+            sample_every: Duration::from_secs(sample_seconds.max(1)),
+            seed,
+            ..soak::Config::default()
+        };
+        let platform = WinPlatform {
+            free_inf,
+            checked_inf,
+            json: json.clone(),
+        };
+        println!(
+            "dpclock soak: {seconds} s, a cycle every {} s (free and checked builds in turn), seed {seed}",
+            config.cycle.as_secs()
+        );
+        let report = soak::run(&platform, &config);
+        print!("{}", soak::summary(&report));
+        if let Some(path) = json
+            && let Err(error) = dpclockctl::win::soak::write_json(&path, &report)
+        {
+            eprintln!("dpclockctl: cannot write {}: {error}", path.display());
+            return exit::ERROR;
+        }
+        if report.passed {
+            println!("SOAK PASSED");
+            0
+        } else {
+            println!("SOAK FAILED");
+            exit::NOT_VERIFIED
         }
     }
 
@@ -534,8 +636,12 @@ mod windows_main {
 
     fn check(device: &WinDevice) -> u8 {
         let checks = dpclockctl::check::run(device);
+        report_checks(&checks, "CHECK")
+    }
+
+    fn report_checks(checks: &[dpclockctl::check::Check], what: &str) -> u8 {
         let mut failed = 0;
-        for check in &checks {
+        for check in checks {
             match &check.result {
                 Ok(detail) => println!("  ok    {}: {detail}", check.name),
                 Err(why) => {
@@ -545,10 +651,10 @@ mod windows_main {
             }
         }
         if failed == 0 {
-            println!("CHECK PASSED: {} checks", checks.len());
+            println!("{what} PASSED: {} checks", checks.len());
             0
         } else {
-            println!("CHECK FAILED: {failed} of {} checks", checks.len());
+            println!("{what} FAILED: {failed} of {} checks", checks.len());
             exit::NOT_VERIFIED
         }
     }
@@ -627,7 +733,13 @@ mod windows_main {
             fuzz::Budget::Time(Duration::from_secs(s))
         });
         let started = Instant::now();
-        let outcome = fuzz::run(device as &dyn Device, seed, budget, unlocked_allowed);
+        let outcome = fuzz::run(
+            device as &dyn Device,
+            seed,
+            budget,
+            unlocked_allowed,
+            env::wine_version().is_none(),
+        );
         println!(
             "dpclock fuzz: {} cases in {:.1} s (seed {seed})",
             outcome.cases,

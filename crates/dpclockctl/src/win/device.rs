@@ -145,6 +145,16 @@ impl WinDevice {
     ///
     /// [`OpenError`].
     pub fn open() -> Result<Self, OpenError> {
+        Self::open_with(GENERIC_READ | GENERIC_WRITE, 0)
+    }
+
+    /// Opens the first present dpclock device with this desired access and
+    /// share mode (`CreateFile`'s second and third arguments).
+    ///
+    /// # Errors
+    ///
+    /// [`OpenError`].
+    pub fn open_with(access: u32, share: u32) -> Result<Self, OpenError> {
         let path = interface_paths()
             .into_iter()
             .next()
@@ -154,8 +164,8 @@ impl WinDevice {
         let handle = unsafe {
             CreateFileW(
                 wide_path.as_ptr(),
-                GENERIC_READ | GENERIC_WRITE,
-                0,
+                access,
+                share,
                 ptr::null(),
                 OPEN_EXISTING,
                 FILE_ATTRIBUTE_NORMAL,

@@ -44,9 +44,9 @@ use windows_sys::{
             },
             Services::{
                 CloseServiceHandle, ControlService, OpenSCManagerW, OpenServiceW,
-                QueryServiceStatus, SC_HANDLE, SC_MANAGER_CONNECT, SERVICE_CONTROL_STOP,
-                SERVICE_QUERY_STATUS, SERVICE_RUNNING, SERVICE_START, SERVICE_STATUS, SERVICE_STOP,
-                SERVICE_STOPPED, StartServiceW,
+                QueryServiceStatus, QueryServiceStatusEx, SC_HANDLE, SC_MANAGER_CONNECT,
+                SERVICE_CONTROL_STOP, SERVICE_QUERY_STATUS, SERVICE_RUNNING, SERVICE_START,
+                SERVICE_STATUS, SERVICE_STOP, SERVICE_STOPPED, StartServiceW,
             },
         },
     },
@@ -452,6 +452,28 @@ impl Drop for Service {
             CloseServiceHandle(self.1);
         }
     }
+}
+
+/// The process that hosts the driver (the service's process), if it runs.
+#[must_use]
+pub fn service_process_id() -> Option<u32> {
+    use windows_sys::Win32::System::Services::{SC_STATUS_PROCESS_INFO, SERVICE_STATUS_PROCESS};
+    let service = Service::open(SERVICE_QUERY_STATUS).ok()?;
+    // SAFETY: plain data for QueryServiceStatusEx to fill.
+    let mut status: SERVICE_STATUS_PROCESS = unsafe { std::mem::zeroed() };
+    let mut needed = 0;
+    // SAFETY: an open handle with SERVICE_QUERY_STATUS and a buffer of the
+    // size passed.
+    let ok = unsafe {
+        QueryServiceStatusEx(
+            service.0,
+            SC_STATUS_PROCESS_INFO,
+            (&raw mut status).cast(),
+            size_of::<SERVICE_STATUS_PROCESS>() as u32,
+            &mut needed,
+        )
+    };
+    (ok != 0 && status.dwProcessId != 0).then_some(status.dwProcessId)
 }
 
 /// The service's state, for error messages.

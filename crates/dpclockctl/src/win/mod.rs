@@ -1,9 +1,12 @@
 //! The Win32 side: finding and opening the device, installing the driver,
 //! and facts about the machine. Compiled on Windows (and for Wine) only.
 
+pub mod conform;
 pub mod device;
 pub mod env;
 pub mod install;
+pub mod processes;
+pub mod soak;
 
 /// A UTF-16, NUL-terminated copy of `text`.
 pub(crate) fn wide(text: &str) -> Vec<u16> {
