@@ -7,12 +7,16 @@
 //!   prefix, run `dpclockctl stress`, uninstall;
 //! * `test`: every test (formatting, clippy, host tests, loom, PE checks,
 //!   Wine end-to-end tests);
-//! * `bench`: the benchmarks, written to target/bench.
+//! * `bench`: the benchmarks, written to target/bench;
+//! * `check-windows`: the Windows flavor, type-checked, clippy-checked,
+//!   layout-checked and linked on Linux against the real windows-drivers-rs
+//!   crates ([`check_windows`]).
 //!
 //! The end-to-end tests in the workspace's `tests/` use this crate as a
 //! library for the packages ([`cross`]) and Wine sessions ([`wine`]).
 
 pub mod bench;
+pub mod check_windows;
 pub mod cross;
 pub mod deps;
 pub mod process;
