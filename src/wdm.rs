@@ -260,7 +260,8 @@ pub const SDDL_DEVOBJ_SYS_ALL_ADM_ALL: &[u16] = wide!("D:P(A;;GA;;;SY)(A;;GA;;;B
     all(windows, not(dpclock_mingw)),
     link(name = "wdmsec", kind = "static", modifiers = "-bundle")
 )]
-unsafe extern "C" {
+// NTAPI: "system" is stdcall on x86 and the C convention on x64 and ARM64.
+unsafe extern "system" {
     #[cfg_attr(
         all(windows, not(dpclock_mingw)),
         link_name = "WdmlibIoCreateDeviceSecure"

@@ -25,7 +25,8 @@
 //!    and static stubs of the WDK's static libraries, in the dev and release
 //!    profiles, free and checked; each image is then checked: native
 //!    subsystem, entry point `DriverEntry`, imports from ntoskrnl.exe and
-//!    hal.dll only, each of them a listed export.
+//!    hal.dll only, each of them a listed export (and the union of what
+//!    the variants import is reported against the lists).
 //!
 //! Everything generated lives under `target/check-windows/`; the real
 //! Cargo.lock is never touched (cargo runs in a shadow workspace there, whose
@@ -364,11 +365,7 @@ pub fn run() -> Result<StepTimes> {
                 )?;
             }
         }
-        timed(
-            &mut times,
-            &format!("{}: every listed export is imported", arch.name()),
-            || check_list_is_tight(arch, &imported),
-        )?;
+        report_unimported(arch, &imported);
     }
     Ok(times)
 }
@@ -1081,26 +1078,27 @@ fn imports(pe: &PeFile64) -> Result<Imports> {
     Ok(found)
 }
 
-/// The lists name exactly what the driver needs: every listed export is
-/// imported by at least one of the linked variants.
-fn check_list_is_tight(arch: Arch, imported: &Imports) -> Result<()> {
-    let mut stale = Vec::new();
+/// Reports the listed exports no image imports. lld-link resolves every
+/// symbol the linked objects reference before `/OPT:REF` drops unused code,
+/// so a name can be needed to link and still not be imported (wdk-alloc's
+/// ExAllocatePool2 and ExFreePool: the driver allocates nothing). A name
+/// listed here that is not even needed to link is harmless in the import
+/// library; remove it from the lists when it shows up after a change.
+fn report_unimported(arch: Arch, imported: &Imports) {
+    let mut unimported = Vec::new();
     for (dll, names) in arch.imports() {
         for name in names {
             if !imported.get(dll).is_some_and(|found| found.contains(name)) {
-                stale.push(format!("{name} ({dll})"));
+                unimported.push(format!("{name} ({dll})"));
             }
         }
     }
-    if stale.is_empty() {
-        Ok(())
-    } else {
-        Err(fail!(
-            "listed as exports the driver needs, but no {} image imports them: {}\n  \
-             remove them from the lists in xtask/src/check_windows.rs",
+    if !unimported.is_empty() {
+        eprintln!(
+            "  note: {}: listed, referenced by linked code, but dropped by /OPT:REF in every variant: {}",
             arch.name(),
-            stale.join(", ")
-        ))
+            unimported.join(", ")
+        );
     }
 }
 
