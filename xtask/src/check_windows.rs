@@ -80,9 +80,22 @@ const ARM64_WDM_HEADER: (&str, &str) = (
     include_str!("../shims/dpclock-arm64-wdm.h"),
 );
 
-/// mingw-w64's headers and import libraries (Debian `mingw-w64-x86-64-dev`).
-const MINGW_INCLUDE: &str = "/usr/share/mingw-w64/include";
-const MINGW_LIB: &str = "/usr/x86_64-w64-mingw32/lib";
+/// mingw-w64's headers and import libraries (Debian `mingw-w64-x86-64-dev`);
+/// `DPCLOCK_MINGW_ROOT` and `DPCLOCK_MINGW_LIB` override them, as for the
+/// Linux flavor's bindings (and the wdk-sys shim reads the same variable).
+fn mingw_include() -> PathBuf {
+    PathBuf::from(
+        std::env::var_os("DPCLOCK_MINGW_ROOT").unwrap_or_else(|| "/usr/share/mingw-w64".into()),
+    )
+    .join("include")
+}
+
+fn mingw_lib() -> PathBuf {
+    PathBuf::from(
+        std::env::var_os("DPCLOCK_MINGW_LIB")
+            .unwrap_or_else(|| "/usr/x86_64-w64-mingw32/lib".into()),
+    )
+}
 
 /// ntoskrnl.exe exports the driver imports, on both architectures: what
 /// its code, kspin, wdk, wdk-alloc and wdk-panic call, plus the `mem*`
@@ -665,7 +678,7 @@ fn replace_exactly(text: &str, old: &str, new: &str, count: usize, what: &str) -
 ///   member for wdm.h's `XSTATE_SAVE`, which is otherwise empty on ARM64.
 fn overlay_headers(generated: &Path, arch: Arch) -> Result<()> {
     let dir = generated.join("include").join(arch.name());
-    let mingw = Path::new(MINGW_INCLUDE).join("ddk");
+    let mingw = mingw_include().join("ddk");
     let read = |name: &str| {
         let path = mingw.join(name);
         fs::read_to_string(&path).map_err(|e| {
@@ -815,7 +828,7 @@ fn stub_libraries(generated: &Path, arch: Arch) -> Result<()> {
 fn check_exports_against_mingw(arch: Arch) -> Result<()> {
     for (dll, names) in arch.imports() {
         let stem = dll.split('.').next().unwrap_or(dll);
-        let lib = Path::new(MINGW_LIB).join(format!("lib{stem}.a"));
+        let lib = mingw_lib().join(format!("lib{stem}.a"));
         let listing = run_captured(
             Command::new("llvm-nm")
                 .args(["--defined-only", "--format=just-symbols"])
