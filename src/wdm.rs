@@ -252,10 +252,19 @@ pub const SDDL_DEVOBJ_SYS_ALL_ADM_ALL: &[u16] = wide!("D:P(A;;GA;;;SY)(A;;GA;;;B
 
 // wdmsec.h: `#define IoCreateDeviceSecure WdmlibIoCreateDeviceSecure`, a
 // routine of the static library wdmsec.lib, which wdk-sys (ntifs.h, ntddk.h,
-// ntstrsafe.h) neither binds nor links. The Linux flavor has no wdmsec.lib;
-// Wine exports the routine from ntoskrnl.exe as IoCreateDeviceSecure.
-#[cfg_attr(all(windows, not(dpclock_mingw)), link(name = "wdmsec"))]
-unsafe extern "C" {
+// ntstrsafe.h) neither binds nor links. It must be linked as a static library
+// (as wdk-sys links ntoskrnl.lib and the rest): without `kind = "static"`,
+// rustc treats wdmsec.lib as a DLL's import library and calls
+// `__imp_WdmlibIoCreateDeviceSecure`, which no library defines
+// (`cargo xtask check-windows` found this). The Linux flavor has no
+// wdmsec.lib; Wine exports the routine from ntoskrnl.exe as
+// IoCreateDeviceSecure.
+#[cfg_attr(
+    all(windows, not(dpclock_mingw)),
+    link(name = "wdmsec", kind = "static", modifiers = "-bundle")
+)]
+// NTAPI: "system" is stdcall on x86 and the C convention on x64 and ARM64.
+unsafe extern "system" {
     #[cfg_attr(
         all(windows, not(dpclock_mingw)),
         link_name = "WdmlibIoCreateDeviceSecure"

@@ -210,3 +210,24 @@ fn the_checked_build_imports_the_validator_clock_from_hal() {
         "{imports:?}"
     );
 }
+
+/// `cargo xtask check-windows` checks the Windows flavor's images with
+/// `check_image`; its assertions can fail. The Linux flavor's image imports
+/// `IoCreateDeviceSecure` from ntoskrnl.exe (Wine exports it there; Windows
+/// has it in the static wdmsec.lib), which the Windows lists do not have.
+#[test]
+fn check_windows_image_checks_reject_the_linux_flavor() {
+    for package in packages() {
+        let error =
+            xtask::check_windows::check_image(&package.sys, xtask::check_windows::Arch::X86_64)
+                .expect_err("the Linux flavor's image is not a Windows-flavor image");
+        assert!(
+            error.0.contains("not listed exports: IoCreateDeviceSecure"),
+            "{error}"
+        );
+        // And the checks that do hold for it are reported as holding: only
+        // the import list fails.
+        assert!(!error.0.contains("subsystem"), "{error}");
+        assert!(!error.0.contains("DriverEntry"), "{error}");
+    }
+}

@@ -20,9 +20,15 @@ pub const PACKAGES: &[(&str, &str)] = &[
     ),
     ("rust-web-clippy", "clippy for the Windows targets"),
     ("lld", "lld-link, the driver's linker"),
-    ("clang", "clang's builtin headers, for bindgen"),
+    (
+        "clang",
+        "clang's builtin headers, for bindgen; check-windows' static stub libraries",
+    ),
     ("libclang-dev", "libclang, for bindgen"),
-    ("llvm", "llvm-dlltool and llvm-objdump"),
+    (
+        "llvm",
+        "llvm-dlltool, llvm-objdump, llvm-lib and llvm-nm (check-windows' stub libraries)",
+    ),
     (
         "mingw-w64-x86-64-dev",
         "the DDK headers and import libraries",

@@ -6,19 +6,23 @@
 //! * `stress [--checked] [HARNESS FLAGS]`: install the driver in a fresh Wine
 //!   prefix, run `dpclockctl stress`, uninstall;
 //! * `test`: every test (formatting, clippy, host tests, Miri, the checked
-//!   validator's suite 20 times, loom, the zero-cost check, a 60 s fuzz, PE
-//!   checks, Wine end-to-end tests, a 2-minute soak);
+//!   validator's suite 20 times, loom, the zero-cost check, check-windows,
+//!   a 60 s fuzz, PE checks, Wine end-to-end tests, a 2-minute soak);
 //! * `miri`: kspin's host suites under Miri;
 //! * `zero-cost`: every kspin acquisition compiles to the raw calls;
 //! * `bench`: the benchmarks, written to target/bench;
 //! * `soak [--minutes N]`: everything at once for N minutes under Wine,
 //!   with a report and a picture in target/soak;
-//! * `fuzz [--seconds N]`: coverage-guided fuzzing of the protocol crate.
+//! * `fuzz [--seconds N]`: coverage-guided fuzzing of the protocol crate;
+//! * `check-windows`: the Windows flavor, type-checked, clippy-checked,
+//!   layout-checked and linked on Linux against the real windows-drivers-rs
+//!   crates ([`check_windows`]).
 //!
 //! The end-to-end tests in the workspace's `tests/` use this crate as a
 //! library for the packages ([`cross`]) and Wine sessions ([`wine`]).
 
 pub mod bench;
+pub mod check_windows;
 pub mod cross;
 pub mod deps;
 pub mod fuzz;

@@ -21,6 +21,8 @@ usage: cargo xtask <command>
   stress [--checked] [FLAGS]
                         install the driver under Wine, run `dpclockctl stress FLAGS`,
                         uninstall; the exit status is the harness's
+  check-windows         check the Windows flavor against the real windows-drivers-rs
+                        crates (x86_64 and aarch64): cargo check, clippy, layouts, link
   test                  run every test (what CI runs)
   miri                  kspin's host suites under Miri (installs Miri with rustup if missing)
   zero-cost             check that every kspin acquisition compiles to exactly the raw calls
@@ -40,6 +42,7 @@ fn main() -> ExitCode {
         "deps" => deps::ensure().map(|()| 0),
         "build" => build(&rest).map(|()| 0),
         "stress" => stress(rest),
+        "check-windows" => check_windows().map(|()| 0),
         "test" => test(),
         "miri" => kspin_checks::miri().map(|()| 0),
         "zero-cost" => kspin_checks::zero_cost().map(|()| 0),
@@ -60,6 +63,21 @@ fn main() -> ExitCode {
             eprintln!("xtask: {error}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn check_windows() -> Result<()> {
+    let started = Instant::now();
+    let times = xtask::check_windows::run()?;
+    print_check_windows_times(&times);
+    eprintln!("  total {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn print_check_windows_times(times: &xtask::check_windows::StepTimes) {
+    eprintln!("\n== check-windows steps");
+    for (name, time) in times {
+        eprintln!("  ok  {:>6.1} s  {name}", time.as_secs_f64());
     }
 }
 
@@ -254,6 +272,14 @@ fn all_tests(steps: &mut Steps) -> Result<()> {
     steps.step(
         "zero cost: kspin against the raw calls, instruction for instruction",
         kspin_checks::zero_cost,
+    )?;
+    steps.step(
+        "check-windows (real wdk crates, x86_64 and aarch64: check, clippy, layouts, link)",
+        || {
+            let times = xtask::check_windows::run()?;
+            print_check_windows_times(&times);
+            Ok(())
+        },
     )?;
     steps.step(
         "cross builds (dpclock.sys free and checked, dpclockctl.exe)",

@@ -114,6 +114,39 @@ pub fn run(command: &mut Command) -> Result<()> {
     }
 }
 
+/// Runs `command` like [`run`] (output inherited, exit status checked), in
+/// its own process group, killing the group if it runs longer than
+/// `timeout`.
+///
+/// # Errors
+///
+/// If it cannot start, does not succeed, or times out.
+pub fn run_bounded(command: &mut Command, timeout: Duration) -> Result<()> {
+    eprintln!("  $ {}", describe(command));
+    let start = Instant::now();
+    let mut child = command
+        .process_group(0)
+        .spawn()
+        .map_err(|e| fail!("cannot run `{}`: {e}", describe(command)))?;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => return Ok(()),
+            Ok(Some(status)) => return Err(fail!("`{}` failed ({status})", describe(command))),
+            Ok(None) if start.elapsed() >= timeout => {
+                kill_group(child.id());
+                let _ = child.wait();
+                return Err(fail!(
+                    "`{}` did not finish within {} s and was killed",
+                    describe(command),
+                    timeout.as_secs()
+                ));
+            }
+            Ok(None) => thread::sleep(Duration::from_millis(50)),
+            Err(e) => return Err(fail!("waiting for `{}`: {e}", describe(command))),
+        }
+    }
+}
+
 /// Runs `command` in its own process group with captured output, killing the
 /// group if it runs longer than `timeout`.
 ///

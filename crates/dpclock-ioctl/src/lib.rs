@@ -820,18 +820,22 @@ impl Stats {
         stats.timer_ticks = r.get64();
         stats.timer_skipped = r.get64();
         stats.burst_dpc_runs = r.get64();
+        // The arrays are filled in place: unoptimized, `array::from_fn`'s
+        // temporaries made this frame larger than a page, which needs
+        // `__chkstk`, an import x64's ntoskrnl.exe does not export. The
+        // driver links this code too; `cargo xtask check-windows` found it.
         for ledger in &mut stats.ledgers {
-            ledger.updates = core::array::from_fn(|_| r.get64());
+            ledger.updates.iter_mut().for_each(|v| *v = r.get64());
             ledger.total = r.get64();
             ledger.checksum = r.get64();
-            ledger.performed = core::array::from_fn(|_| r.get64());
+            ledger.performed.iter_mut().for_each(|v| *v = r.get64());
             ledger.contended = r.get64();
             let h = &mut ledger.hold;
             h.count = r.get64();
             h.total_ns = r.get64();
             h.max_ns = r.get64();
             h.over_guidance = r.get64();
-            h.histogram = core::array::from_fn(|_| r.get64());
+            h.histogram.iter_mut().for_each(|v| *v = r.get64());
         }
         let v = &mut stats.validator;
         v.irql_checks = r.get32();

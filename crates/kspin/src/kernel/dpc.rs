@@ -23,7 +23,8 @@ pub trait DeferredRoutine: Sync {
 }
 
 /// Defines [`deferred_routine`] with the calling convention bindgen gives
-/// `PKDEFERRED_ROUTINE`: `"C"` on x64 (where it is the only one), stdcall on
+/// `PKDEFERRED_ROUTINE`: `"C"` on x64 and ARM64 (where it is the only one;
+/// `cargo xtask check-windows` type-checks both against wdk-sys), stdcall on
 /// x86. Rust treats the two as different function-pointer types.
 macro_rules! define_deferred_routine {
     ($abi:literal) => {

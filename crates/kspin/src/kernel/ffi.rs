@@ -6,7 +6,9 @@
 //! wdk-sys's (`KSPIN_LOCK` = `ULONG_PTR`, `KIRQL` = `UCHAR`); the driver
 //! crate's tests compare them against its bindings.
 //!
-//! On x64 and ARM64 every routine has one calling convention. On x86 the
+//! On x64 and ARM64 every routine has one calling convention. On ARM64 the
+//! IRQL routines are exported functions rather than x64's inline `cr8`
+//! accesses (see the aarch64 block below). On x86 the
 //! spin-lock routines are `FASTCALL` and several `Ke` names are macros over
 //! `Kf`/`Kef` exports; the x86 block below binds the Rust names to those
 //! exports, so `KeReleaseSpinLockFromDpcLevel` is the import
@@ -116,6 +118,18 @@ unsafe extern "fastcall" {
 #[cfg(target_arch = "x86")]
 unsafe extern "system" {
     pub fn KeGetCurrentIrql() -> KIRQL;
+}
+
+// ARM64 wdm.h declares these three NTHALAPI and defines `KeRaiseIrql` and
+// `KeLowerIrql` as macros over the `Kf` routines; there is no inline version
+// (x64 inlines them as `cr8` accesses). Evidence, in docs/windows-fidelity.md
+// ("ARM64"): the public symbols of ARM64 hal.dll, ReactOS's xdk/arm64/ke.h,
+// microsoft/usersim issue 214, mingw-w64's ARM32 hal.def.
+#[cfg(target_arch = "aarch64")]
+unsafe extern "system" {
+    pub fn KeGetCurrentIrql() -> KIRQL;
+    pub fn KfRaiseIrql(NewIrql: KIRQL) -> KIRQL;
+    pub fn KfLowerIrql(NewIrql: KIRQL);
 }
 
 unsafe extern "system" {

@@ -1,6 +1,7 @@
 //! The Windows kernel backends: executive spin locks, in-stack queued spin
-//! locks, video miniport spin locks (feature `videoport`), the IRQL through
-//! `cr8` as the x64 WDK headers inline it, and DPC trampolines that lend a
+//! locks, video miniport spin locks (feature `videoport`), the IRQL (through
+//! `cr8` as the x64 WDK headers inline it, through the HAL's exported
+//! routines on ARM64 and x86), and DPC trampolines that lend a
 //! [`DispatchLevel`] proof to DPC routines.
 //!
 //! Which lock to use from where:
@@ -101,7 +102,14 @@ mod irql_impl {
         value as u8
     }
 
-    pub(super) unsafe fn write(irql: u8) {
+    pub(super) unsafe fn raise(irql: u8) -> u8 {
+        let old = read();
+        // SAFETY: raising (caller).
+        unsafe { lower(irql) };
+        old
+    }
+
+    pub(super) unsafe fn lower(irql: u8) {
         // SAFETY: the caller upholds the raise/lower contract; `memory`
         // ordering (no `nomem`) keeps accesses from moving across the change.
         unsafe {
@@ -110,7 +118,11 @@ mod irql_impl {
     }
 }
 
-#[cfg(target_arch = "x86")]
+// ARM64 and x86 have no inline IRQL access: wdm.h declares KeGetCurrentIrql,
+// KfRaiseIrql and KfLowerIrql as HAL exports (`KeRaiseIrql`/`KeLowerIrql` are
+// macros over the `Kf` pair). See ffi.rs for the evidence and the x86
+// calling conventions.
+#[cfg(any(target_arch = "aarch64", target_arch = "x86"))]
 mod irql_impl {
     use super::ffi;
 
@@ -124,15 +136,15 @@ mod irql_impl {
         unsafe { ffi::KfRaiseIrql(irql) }
     }
 
-    pub(super) unsafe fn write(irql: u8) {
-        // SAFETY: used only to lower; the caller upholds the lower contract.
+    pub(super) unsafe fn lower(irql: u8) {
+        // SAFETY: the caller upholds the lower contract.
         unsafe { ffi::KfLowerIrql(irql) }
     }
 }
 
-#[cfg(not(any(target_arch = "x86_64", target_arch = "x86")))]
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64", target_arch = "x86")))]
 compile_error!(
-    "kspin's kernel backend supports x86_64 and x86; ARM64 IRQL access is not written yet"
+    "kspin's kernel backend supports the architectures of Windows drivers: x86_64, aarch64 and x86"
 );
 
 /// `KeQueryPerformanceCounter`'s frequency, read once.
@@ -141,7 +153,7 @@ static QPC_FREQUENCY: AtomicU64 = AtomicU64::new(0);
 /// Bugcheck code for a validator fail-stop: `KSPN`.
 pub const KSPIN_BUGCHECK_CODE: u32 = u32::from_be_bytes(*b"KSPN");
 
-// SAFETY: cr8 (x64) and the HAL routines (x86) are the processor's real IRQL;
+// SAFETY: cr8 (x64) and the HAL routines (ARM64, x86) are the processor's real IRQL;
 // `irql_model` is only NotModelled when the driver has found out otherwise.
 unsafe impl Platform for Kernel {
     #[inline]
@@ -151,14 +163,6 @@ unsafe impl Platform for Kernel {
 
     #[inline]
     unsafe fn raise_irql(new: Irql) -> Irql {
-        #[cfg(target_arch = "x86_64")]
-        {
-            let old = irql_impl::read();
-            // SAFETY: raising (caller).
-            unsafe { irql_impl::write(new.0) };
-            Irql(old)
-        }
-        #[cfg(target_arch = "x86")]
         // SAFETY: raising (caller).
         Irql(unsafe { irql_impl::raise(new.0) })
     }
@@ -166,7 +170,7 @@ unsafe impl Platform for Kernel {
     #[inline]
     unsafe fn lower_irql(new: Irql) {
         // SAFETY: lowering to the value the matching raise returned (caller).
-        unsafe { irql_impl::write(new.0) }
+        unsafe { irql_impl::lower(new.0) }
     }
 
     fn irql_model() -> IrqlModel {
