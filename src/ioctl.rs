@@ -256,9 +256,11 @@ fn validator() -> ValidatorStats {
         recursive_acquires: v.recursive_acquires,
         foreign_releases: v.foreign_releases,
         order_inversions: v.order_inversions,
+        same_class_nesting: v.same_class_nesting,
         irql_at_acquire: v.irql_at_acquire,
         irql_at_release: v.irql_at_release,
-        release_order: v.held_at_scope_end + v.same_class_nesting + v.untracked, // INTERIM: protocol change pending
+        held_at_scope_end: v.held_at_scope_end,
+        untracked: v.untracked,
     }
 }
 

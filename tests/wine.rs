@@ -339,9 +339,11 @@ fn the_checked_build_reports_hold_times_and_irql_checks_as_unavailable() {
         "recursive_acquires",
         "foreign_releases",
         "order_inversions",
+        "same_class_nesting",
         "irql_at_acquire",
         "irql_at_release",
-        "release_order",
+        "held_at_scope_end",
+        "untracked",
     ] {
         assert_eq!(
             report["validator"][counter], 0,
@@ -350,9 +352,13 @@ fn the_checked_build_reports_hold_times_and_irql_checks_as_unavailable() {
         );
     }
     let holds = report["hold_time"]["count"].as_u64().unwrap_or(0);
-    assert!(
-        holds >= report["acquisitions_total"].as_u64().unwrap_or(u64::MAX),
-        "every acquisition was timed: {holds}"
+    // Every acquisition the run made was timed, and GET_STATS's own reads
+    // of the ledgers were not (docs/protocol.md, GET_STATS).
+    assert_eq!(
+        Some(holds),
+        report["acquisitions_total"].as_u64(),
+        "{}",
+        output.stdout
     );
     assert!(report["hold_time"]["max_ns"].as_u64() > Some(0));
     rig.ctl_ok(&["uninstall"]);

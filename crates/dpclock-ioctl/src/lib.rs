@@ -27,7 +27,7 @@
 use core::mem::{offset_of, size_of};
 
 /// The protocol version every request and response carries.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The device interface the driver registers; clients find the device with
 /// `SetupDiGetClassDevs(&GUID_DEVINTERFACE_DPCLOCK, …, DIGCF_PRESENT | DIGCF_DEVICEINTERFACE)`.
@@ -641,26 +641,35 @@ pub struct ValidatorStats {
     pub recursive_acquires: u64,
     /// Releases by a thread that did not acquire.
     pub foreign_releases: u64,
-    /// Lock-order inversions between classes.
+    /// Acquisitions that closed a cycle in the lock-class order graph.
     pub order_inversions: u64,
+    /// Acquisitions of a lock while another lock of the same class and
+    /// subclass was held (lockdep's rule: name a subclass to nest them).
+    pub same_class_nesting: u64,
     /// Acquisitions at the wrong IRQL.
     pub irql_at_acquire: u64,
-    /// Releases at the wrong IRQL.
+    /// Releases at the wrong IRQL, and raised scopes that ended at another
+    /// IRQL than they began at.
     pub irql_at_release: u64,
-    /// Raising releases out of order.
-    pub release_order: u64,
+    /// Locks still held when the outermost scope they were taken in ended
+    /// (a DPC routine, an IOCTL's raised scope): leaked guards.
+    pub held_at_scope_end: u64,
+    /// Acquisitions and scopes the validator's table had no room for (not
+    /// checked; a sign that more locks are held at once than it tracks).
+    pub untracked: u64,
 }
 
 impl ValidatorStats {
-    /// The sum of all violation counters.
+    /// The sum of the violation counters (`untracked` is not a violation).
     #[must_use]
     pub const fn violations(&self) -> u64 {
         self.recursive_acquires
             + self.foreign_releases
             + self.order_inversions
+            + self.same_class_nesting
             + self.irql_at_acquire
             + self.irql_at_release
-            + self.release_order
+            + self.held_at_scope_end
     }
 }
 
@@ -707,14 +716,16 @@ const _: () = {
     assert!(offset_of!(LedgerStats, performed) == 48);
     assert!(offset_of!(LedgerStats, contended) == 80);
     assert!(offset_of!(LedgerStats, hold) == 88);
-    assert!(size_of::<ValidatorStats>() == 56);
+    assert!(size_of::<ValidatorStats>() == 72);
     assert!(offset_of!(ValidatorStats, recursive_acquires) == 8);
+    assert!(offset_of!(ValidatorStats, same_class_nesting) == 32);
+    assert!(offset_of!(ValidatorStats, untracked) == 64);
     assert!(offset_of!(Stats, timer_ticks) == 16);
     assert!(offset_of!(Stats, timer_skipped) == 24);
     assert!(offset_of!(Stats, burst_dpc_runs) == 32);
     assert!(offset_of!(Stats, ledgers) == 40);
     assert!(offset_of!(Stats, validator) == 40 + 3 * 376);
-    assert!(size_of::<Stats>() == 40 + 3 * 376 + 56);
+    assert!(size_of::<Stats>() == 40 + 3 * 376 + 72);
 };
 
 /// Writes little-endian fields in struct order.
@@ -788,9 +799,11 @@ impl Stats {
             v.recursive_acquires,
             v.foreign_releases,
             v.order_inversions,
+            v.same_class_nesting,
             v.irql_at_acquire,
             v.irql_at_release,
-            v.release_order,
+            v.held_at_scope_end,
+            v.untracked,
         ]
         .iter()
         .for_each(|&x| w.put64(x));
@@ -843,9 +856,11 @@ impl Stats {
         v.recursive_acquires = r.get64();
         v.foreign_releases = r.get64();
         v.order_inversions = r.get64();
+        v.same_class_nesting = r.get64();
         v.irql_at_acquire = r.get64();
         v.irql_at_release = r.get64();
-        v.release_order = r.get64();
+        v.held_at_scope_end = r.get64();
+        v.untracked = r.get64();
         Ok(stats)
     }
 }

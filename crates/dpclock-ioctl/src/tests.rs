@@ -45,7 +45,7 @@ fn ctl_code_matches_the_wdk_macro() {
 
 #[test]
 fn lock_requests_are_validated_field_by_field() {
-    let ok = lock_bytes(1, 0, 10, 5);
+    let ok = lock_bytes(PROTOCOL_VERSION, 0, 10, 5);
     assert_eq!(
         parse_lock_passive(&ok, P),
         Ok(LockWork {
@@ -57,7 +57,7 @@ fn lock_requests_are_validated_field_by_field() {
     assert_eq!(parse_lock_passive(&ok[..15], P), Err(Error::BufferTooSmall));
     assert_eq!(parse_lock_passive(&[], P), Err(Error::BufferTooSmall));
     assert_eq!(
-        parse_lock_passive(&lock_bytes(2, 0, 10, 5), P),
+        parse_lock_passive(&lock_bytes(PROTOCOL_VERSION + 1, 0, 10, 5), P),
         Err(Error::InvalidParameter)
     );
     assert_eq!(
@@ -65,35 +65,52 @@ fn lock_requests_are_validated_field_by_field() {
         Err(Error::InvalidParameter)
     );
     assert_eq!(
-        parse_lock_passive(&lock_bytes(1, 3, 10, 5), P),
+        parse_lock_passive(&lock_bytes(PROTOCOL_VERSION, 3, 10, 5), P),
         Err(Error::InvalidParameter)
     );
     assert_eq!(
-        parse_lock_passive(&lock_bytes(1, 0, 0, 5), P),
+        parse_lock_passive(&lock_bytes(PROTOCOL_VERSION, 0, 0, 5), P),
         Err(Error::InvalidParameter)
     );
     assert_eq!(
-        parse_lock_passive(&lock_bytes(1, 0, u32::MAX, 5), P),
+        parse_lock_passive(&lock_bytes(PROTOCOL_VERSION, 0, u32::MAX, 5), P),
         Err(Error::InvalidParameter)
     );
     assert_eq!(
-        parse_lock_passive(&lock_bytes(1, 0, 1, limits::MAX_WORK + 1), P),
+        parse_lock_passive(&lock_bytes(PROTOCOL_VERSION, 0, 1, limits::MAX_WORK + 1), P),
         Err(Error::InvalidParameter)
     );
     assert!(
         parse_lock_passive(
-            &lock_bytes(1, 2, limits::MAX_PASSIVE_ITERATIONS, limits::MAX_WORK),
+            &lock_bytes(
+                PROTOCOL_VERSION,
+                2,
+                limits::MAX_PASSIVE_ITERATIONS,
+                limits::MAX_WORK
+            ),
             ALLOW
         )
         .is_ok()
     );
     assert_eq!(
-        parse_lock_dispatch(&lock_bytes(1, 1, limits::MAX_DISPATCH_ITERATIONS + 1, 0), P),
+        parse_lock_dispatch(
+            &lock_bytes(PROTOCOL_VERSION, 1, limits::MAX_DISPATCH_ITERATIONS + 1, 0),
+            P
+        ),
         Err(Error::InvalidParameter)
     );
-    assert!(parse_lock_dispatch(&lock_bytes(1, 1, limits::MAX_DISPATCH_ITERATIONS, 0), P).is_ok());
+    assert!(
+        parse_lock_dispatch(
+            &lock_bytes(PROTOCOL_VERSION, 1, limits::MAX_DISPATCH_ITERATIONS, 0),
+            P
+        )
+        .is_ok()
+    );
     assert_eq!(
-        parse_dpc_burst(&lock_bytes(1, 1, limits::MAX_BURST_ITERATIONS + 1, 0), P),
+        parse_dpc_burst(
+            &lock_bytes(PROTOCOL_VERSION, 1, limits::MAX_BURST_ITERATIONS + 1, 0),
+            P
+        ),
         Err(Error::InvalidParameter)
     );
     // Longer input is accepted; the extra bytes are ignored.
@@ -147,7 +164,7 @@ fn timer_requests_are_validated_field_by_field() {
 
 #[test]
 fn parse_dispatches_on_the_code_and_checks_the_output_size() {
-    let lock = lock_bytes(1, 0, 1, 0);
+    let lock = lock_bytes(PROTOCOL_VERSION, 0, 1, 0);
     assert_eq!(
         parse(0x8DC1_2003, &[], 0, P),
         Err(Error::InvalidDeviceRequest),
@@ -176,7 +193,12 @@ fn parse_dispatches_on_the_code_and_checks_the_output_size() {
         Err(Error::BufferTooSmall)
     );
     assert_eq!(
-        parse(IOCTL_DPCLOCK_LOCK_PASSIVE, &lock_bytes(1, 9, 1, 0), 0, P),
+        parse(
+            IOCTL_DPCLOCK_LOCK_PASSIVE,
+            &lock_bytes(PROTOCOL_VERSION, 9, 1, 0),
+            0,
+            P
+        ),
         Err(Error::InvalidParameter)
     );
     assert_eq!(
@@ -197,7 +219,7 @@ fn parse_dispatches_on_the_code_and_checks_the_output_size() {
 #[test]
 fn responses_round_trip() {
     let response = LockResponse {
-        version: 1,
+        version: PROTOCOL_VERSION,
         lock_kind: 1,
         acquisitions: 42,
         contended: 7,
@@ -217,7 +239,7 @@ fn responses_round_trip() {
     );
 
     let mut stats = Stats {
-        version: 1,
+        version: PROTOCOL_VERSION,
         flags: 5,
         processors: 2,
         timer_period_ms: 3,
@@ -246,14 +268,16 @@ fn responses_round_trip() {
         recursive_acquires: 3,
         foreign_releases: 4,
         order_inversions: 5,
-        irql_at_acquire: 6,
-        irql_at_release: 7,
-        release_order: 8,
+        same_class_nesting: 6,
+        irql_at_acquire: 7,
+        irql_at_release: 8,
+        held_at_scope_end: 9,
+        untracked: 10,
     };
     let mut buffer = [0_u8; size_of::<Stats>()];
     assert_eq!(stats.encode(&mut buffer), Ok(size_of::<Stats>()));
     assert_eq!(Stats::decode(&buffer), Ok(stats));
-    assert_eq!(stats.validator.violations(), 3 + 4 + 5 + 6 + 7 + 8);
+    assert_eq!(stats.validator.violations(), 3 + 4 + 5 + 6 + 7 + 8 + 9);
     // The documented offsets hold in the encoding.
     assert_eq!(
         &buffer[40..48],
@@ -309,7 +333,7 @@ proptest! {
         if code == IOCTL_DPCLOCK_LOCK_PASSIVE {
             let valid = input.len() >= 16 && {
                 let field = |i: usize| u32::from_le_bytes(input[i..i + 4].try_into().unwrap());
-                field(0) == 1 && field(4) < 2 && (1..=limits::MAX_PASSIVE_ITERATIONS).contains(&field(8))
+                field(0) == PROTOCOL_VERSION && field(4) < 2 && (1..=limits::MAX_PASSIVE_ITERATIONS).contains(&field(8))
                     && field(12) <= limits::MAX_WORK
             };
             prop_assert_eq!(result.is_ok(), valid && output_len >= 32);
@@ -318,7 +342,7 @@ proptest! {
 
     #[test]
     fn well_formed_lock_requests_are_accepted(kind in 0_u32..3, iterations in 1..=limits::MAX_DISPATCH_ITERATIONS, work in 0..=limits::MAX_WORK) {
-        let bytes = lock_bytes(1, kind, iterations, work);
+        let bytes = lock_bytes(PROTOCOL_VERSION, kind, iterations, work);
         for code in [IOCTL_DPCLOCK_LOCK_PASSIVE, IOCTL_DPCLOCK_LOCK_DISPATCH, IOCTL_DPCLOCK_DPC_BURST] {
             prop_assert!(parse(code, &bytes, 32, ALLOW).is_ok());
         }
@@ -381,7 +405,7 @@ fn the_unlocked_control_is_refused_before_the_output_size_is_checked() {
 fn the_first_bad_field_in_offset_order_decides() {
     // lock_kind 2 (not enabled) before a bad iteration count ...
     assert_eq!(
-        parse_lock_passive(&lock_bytes(1, 2, 0, 0), P),
+        parse_lock_passive(&lock_bytes(PROTOCOL_VERSION, 2, 0, 0), P),
         Err(Error::NotSupported)
     );
     // ... but after a bad version.
@@ -391,7 +415,7 @@ fn the_first_bad_field_in_offset_order_decides() {
     );
     // An unknown kind is invalid whatever the policy.
     assert_eq!(
-        parse_lock_passive(&lock_bytes(1, 3, 1, 0), ALLOW),
+        parse_lock_passive(&lock_bytes(PROTOCOL_VERSION, 3, 1, 0), ALLOW),
         Err(Error::InvalidParameter)
     );
     let mut timer = TimerRequest::encode(LockKind::Unlocked, 0, 0, 0);
@@ -406,7 +430,7 @@ fn the_first_bad_field_in_offset_order_decides() {
 #[test]
 fn health_round_trips_at_its_documented_offsets() {
     let health = Health {
-        version: 1,
+        version: PROTOCOL_VERSION,
         reserved: 0,
         irps_in_flight: 1,
         remove_lock_references: 2,

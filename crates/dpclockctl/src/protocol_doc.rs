@@ -550,6 +550,11 @@ mod tests {
                         8,
                     ),
                     (
+                        "same_class_nesting",
+                        offset_of!(ValidatorStats, same_class_nesting),
+                        8,
+                    ),
+                    (
                         "irql_at_acquire",
                         offset_of!(ValidatorStats, irql_at_acquire),
                         8,
@@ -560,10 +565,11 @@ mod tests {
                         8,
                     ),
                     (
-                        "release_order",
-                        offset_of!(ValidatorStats, release_order),
+                        "held_at_scope_end",
+                        offset_of!(ValidatorStats, held_at_scope_end),
                         8,
                     ),
+                    ("untracked", offset_of!(ValidatorStats, untracked), 8),
                 ],
             ),
             (

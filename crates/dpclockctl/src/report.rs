@@ -96,7 +96,7 @@ impl Serialize for ValidatorStatsJson<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         let v = self.0;
-        let mut map = s.serialize_map(Some(8))?;
+        let mut map = s.serialize_map(Some(10))?;
         map.serialize_entry(
             "irql_checks",
             if v.irql_checks == 1 {
@@ -109,9 +109,11 @@ impl Serialize for ValidatorStatsJson<'_> {
         map.serialize_entry("recursive_acquires", &v.recursive_acquires)?;
         map.serialize_entry("foreign_releases", &v.foreign_releases)?;
         map.serialize_entry("order_inversions", &v.order_inversions)?;
+        map.serialize_entry("same_class_nesting", &v.same_class_nesting)?;
         map.serialize_entry("irql_at_acquire", &v.irql_at_acquire)?;
         map.serialize_entry("irql_at_release", &v.irql_at_release)?;
-        map.serialize_entry("release_order", &v.release_order)?;
+        map.serialize_entry("held_at_scope_end", &v.held_at_scope_end)?;
+        map.serialize_entry("untracked", &v.untracked)?;
         map.end()
     }
 }

@@ -149,6 +149,12 @@ pub fn verify(kind: LockKind, requested: &Requested, stats: &Stats) -> Verificat
             stats.validator
         ));
     }
+    if stats.validator.untracked > 0 {
+        findings.push(format!(
+            "the checked build's validator had no room to check {} acquisitions or scopes",
+            stats.validator.untracked
+        ));
+    }
 
     Verification {
         verified: findings.is_empty(),

@@ -109,7 +109,7 @@ impl FakeDriver {
                 let n = u64::from(w.iterations) * runs;
                 self.update(&mut state, w.lock_kind.index(), path as usize, n);
                 let response = LockResponse {
-                    version: 1,
+                    version: dpclock_ioctl::PROTOCOL_VERSION,
                     lock_kind: w.lock_kind as u32,
                     acquisitions: n,
                     contended: 0,
@@ -144,7 +144,7 @@ impl FakeDriver {
             }
             Request::GetStats => {
                 let mut stats = Stats {
-                    version: 1,
+                    version: dpclock_ioctl::PROTOCOL_VERSION,
                     flags: if state.checked {
                         STATS_CHECKED_BUILD
                     } else {
@@ -167,7 +167,7 @@ impl FakeDriver {
             }
             Request::GetHealth => {
                 let health = Health {
-                    version: 1,
+                    version: dpclock_ioctl::PROTOCOL_VERSION,
                     irps_in_flight: 1,
                     remove_lock_references: 1,
                     timers_armed: u64::from(state.timer.is_some()),
