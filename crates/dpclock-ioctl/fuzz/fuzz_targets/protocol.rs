@@ -144,7 +144,7 @@ fuzz_target!(|data: &[u8]| {
     // Any value encodes and decodes to itself.
     if input.len() >= 32 {
         let response = LockResponse {
-            version: 1,
+            version: dpclock_ioctl::PROTOCOL_VERSION,
             lock_kind: u32_at(input, 0),
             acquisitions: u64::from(u32_at(input, 4)) << 32 | u64::from(u32_at(input, 8)),
             contended: u64::from(u32_at(input, 12)),
