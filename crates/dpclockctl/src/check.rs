@@ -183,7 +183,7 @@ pub fn run(device: &dyn Device) -> Vec<Check> {
 
     let good = LockRequest::encode(LockKind::Plain, 1, 0);
     let mut wrong_version = good;
-    wrong_version[0] = 2;
+    wrong_version[..4].copy_from_slice(&(PROTOCOL_VERSION + 1).to_le_bytes());
     for (name, code, input, output_len, want) in [
         (
             "short input",
