@@ -10,12 +10,9 @@
 use core::mem::size_of;
 
 use crate::{
-    DEVICE_TYPE, Error, FILE_ANY_ACCESS, FILE_READ_ACCESS, FILE_WRITE_ACCESS, Health,
-    IOCTL_DPCLOCK_DPC_BURST, IOCTL_DPCLOCK_GET_HEALTH, IOCTL_DPCLOCK_GET_STATS,
-    IOCTL_DPCLOCK_LOCK_DISPATCH, IOCTL_DPCLOCK_LOCK_PASSIVE, IOCTL_DPCLOCK_NOOP,
-    IOCTL_DPCLOCK_RESET, IOCTL_DPCLOCK_TIMER_START, IOCTL_DPCLOCK_TIMER_STOP, LockRequest,
-    LockResponse, METHOD_BUFFERED, NOOP_MAX_OUTPUT, PROTOCOL_VERSION, Policy, Stats, TimerRequest,
-    ctl_code, limits,
+    ALL_IOCTLS, DEVICE_TYPE, Error, FILE_ANY_ACCESS, FILE_READ_ACCESS, FILE_WRITE_ACCESS, Health,
+    LockRequest, LockResponse, METHOD_BUFFERED, NOOP_MAX_OUTPUT, PROTOCOL_VERSION, Policy, Stats,
+    TimerRequest, ctl_code, limits,
 };
 
 /// How one `u32` request field is checked.
@@ -296,17 +293,8 @@ pub const IOCTLS: [Ioctl; 9] = [
 
 // The table and the crate's constants name the same codes.
 const _: () = {
-    let codes = [
-        IOCTL_DPCLOCK_NOOP,
-        IOCTL_DPCLOCK_LOCK_PASSIVE,
-        IOCTL_DPCLOCK_LOCK_DISPATCH,
-        IOCTL_DPCLOCK_DPC_BURST,
-        IOCTL_DPCLOCK_TIMER_START,
-        IOCTL_DPCLOCK_TIMER_STOP,
-        IOCTL_DPCLOCK_GET_STATS,
-        IOCTL_DPCLOCK_RESET,
-        IOCTL_DPCLOCK_GET_HEALTH,
-    ];
+    let codes = ALL_IOCTLS;
+    assert!(IOCTLS.len() == codes.len());
     let mut i = 0;
     while i < codes.len() {
         assert!(IOCTLS[i].code == codes[i]);

@@ -407,6 +407,65 @@ pub enum Budget {
     Time(std::time::Duration),
 }
 
+/// Room for a case's buffers. `u64` storage keeps the bases 8-byte
+/// aligned; misaligned cases offset them.
+pub struct CaseBuffers {
+    input: Vec<u64>,
+    output: Vec<u64>,
+}
+
+impl Default for CaseBuffers {
+    fn default() -> Self {
+        Self {
+            input: vec![0; 65_536 / 8 + 16],
+            output: vec![0; 65_536 / 8 + 16],
+        }
+    }
+}
+
+impl CaseBuffers {
+    /// Sends `case` to `device`, its buffers null, aligned or misaligned as
+    /// the case says.
+    pub fn send(
+        &mut self,
+        device: &dyn crate::device::Device,
+        case: &Case,
+    ) -> crate::device::IoResult {
+        let offset = |b: Buffer| {
+            if let Buffer::Misaligned(by) = b {
+                by
+            } else {
+                0
+            }
+        };
+        let input_base = self.input.as_mut_ptr().cast::<u8>();
+        let output_base = self.output.as_mut_ptr().cast::<u8>();
+        // SAFETY: the storage is 65,664 bytes and inputs are at most 65,600
+        // bytes past an offset below 8; outputs at most 65,536.
+        unsafe {
+            let input = input_base.add(offset(case.input_buffer));
+            std::ptr::copy_nonoverlapping(case.input.as_ptr(), input, case.input.len());
+            let input = if case.input_buffer == Buffer::Null {
+                std::ptr::null()
+            } else {
+                input.cast_const()
+            };
+            let output = if case.output_buffer == Buffer::Null {
+                std::ptr::null_mut()
+            } else {
+                output_base.add(offset(case.output_buffer))
+            };
+            device.ioctl_raw(
+                case.code,
+                input,
+                case.input.len() as u32,
+                output,
+                case.output_len,
+            )
+        }
+    }
+}
+
 fn describe(buffer: Buffer, len: usize) -> String {
     match buffer {
         Buffer::Aligned => format!("{len} bytes"),
@@ -433,9 +492,7 @@ pub fn run(
     };
     let mut outcome = Outcome::default();
     let start = std::time::Instant::now();
-    // u64 storage keeps the base 8-byte aligned; misaligned cases offset it.
-    let mut input_storage = vec![0_u64; 65_536 / 8 + 16];
-    let mut output_storage = vec![0_u64; 65_536 / 8 + 16];
+    let mut buffers = CaseBuffers::default();
     loop {
         let done = match budget {
             Budget::Cases(n) => outcome.cases >= n,
@@ -446,38 +503,7 @@ pub fn run(
         }
         let case = case_with(&mut rng, null_inputs);
         let (expect, next) = model.expect(&case);
-        let offset = |b: Buffer| {
-            if let Buffer::Misaligned(by) = b {
-                by
-            } else {
-                0
-            }
-        };
-        let input_base = input_storage.as_mut_ptr().cast::<u8>();
-        let output_base = output_storage.as_mut_ptr().cast::<u8>();
-        // SAFETY: the storage is 65,664 bytes and inputs are at most 65,600
-        // bytes past an offset below 8; outputs at most 65,536.
-        let result = unsafe {
-            let input = input_base.add(offset(case.input_buffer));
-            std::ptr::copy_nonoverlapping(case.input.as_ptr(), input, case.input.len());
-            let input = if case.input_buffer == Buffer::Null {
-                std::ptr::null()
-            } else {
-                input.cast_const()
-            };
-            let output = if case.output_buffer == Buffer::Null {
-                std::ptr::null_mut()
-            } else {
-                output_base.add(offset(case.output_buffer))
-            };
-            device.ioctl_raw(
-                case.code,
-                input,
-                case.input.len() as u32,
-                output,
-                case.output_len,
-            )
-        };
+        let result = buffers.send(device, &case);
         let matched = match expect {
             Expect::Status(status) => result.status == status,
             Expect::IoManagerError => {

@@ -56,7 +56,7 @@ use serde::Serialize;
 
 use crate::{
     device::{Device, DeviceError, IoResult, status_name},
-    fuzz::{self, Buffer, Expect, Model, Rng},
+    fuzz::{self, Expect, Model, Rng},
 };
 
 /// Which driver build a cycle installs.
@@ -768,9 +768,7 @@ fn fuzz_thread(
         timer_running: false,
     };
     let policy = Policy::default();
-    // u64 storage keeps the base 8-byte aligned; misaligned cases offset it.
-    let mut input_storage = vec![0_u64; 65_536 / 8 + 16];
-    let mut output_storage = vec![0_u64; 65_536 / 8 + 16];
+    let mut buffers = fuzz::CaseBuffers::default();
     let mut in_batch = 0;
     'outer: while !cycle.stop.load(Relaxed) && !shared.failed.load(Relaxed) {
         cycle.park_if_asked();
@@ -785,13 +783,6 @@ fn fuzz_thread(
             }
         };
         let (expect, _) = model.expect(&case);
-        let offset = |b: Buffer| {
-            if let Buffer::Misaligned(by) = b {
-                by
-            } else {
-                0
-            }
-        };
         *cycle.in_flight[me]
             .1
             .lock()
@@ -800,35 +791,7 @@ fn fuzz_thread(
         cycle.in_flight[me]
             .0
             .store(shared.start.elapsed().as_millis().max(1) as u64, Relaxed);
-        // SAFETY: the storage is 65,664 bytes; inputs are at most 65,600
-        // bytes past an offset below 8, outputs at most 65,536.
-        let result = unsafe {
-            let input = input_storage
-                .as_mut_ptr()
-                .cast::<u8>()
-                .add(offset(case.input_buffer));
-            std::ptr::copy_nonoverlapping(case.input.as_ptr(), input, case.input.len());
-            let input = if case.input_buffer == Buffer::Null {
-                std::ptr::null()
-            } else {
-                input.cast_const()
-            };
-            let output = if case.output_buffer == Buffer::Null {
-                std::ptr::null_mut()
-            } else {
-                output_storage
-                    .as_mut_ptr()
-                    .cast::<u8>()
-                    .add(offset(case.output_buffer))
-            };
-            device.ioctl_raw(
-                case.code,
-                input,
-                case.input.len() as u32,
-                output,
-                case.output_len,
-            )
-        };
+        let result = buffers.send(device, &case);
         cycle.in_flight[me].0.store(0, Relaxed);
         shared.latency["malformed"].record(began.elapsed());
         shared.ioctls.fetch_add(1, Relaxed);
@@ -1110,15 +1073,31 @@ impl<P: Platform> Run<'_, P> {
         }
     }
 
-    /// Random timer settings for the next segment.
-    fn timer_settings(&mut self) -> (usize, u32, u32, u32) {
+    /// Starts the timer with random settings for the next segment; returns
+    /// its ledger index and acquisitions per tick.
+    fn start_timer(&mut self, device: &dyn Device) -> Result<(usize, u32), String> {
         let k = self.rng.below(2) as usize;
         let period = 1 + self.rng.below(20) as u32;
         // Short ticks on the queued lock, for the reason given at
         // `Config::max_queued_iterations`.
         let iterations = 1 + self.rng.below(if k == 1 { 16 } else { 100 }) as u32;
         let work = self.rng.below(4) as u32;
-        (k, period, iterations, work)
+        let request = TimerRequest::encode(
+            [LockKind::Plain, LockKind::Queued][k],
+            period,
+            iterations,
+            work,
+        );
+        control(
+            self.shared,
+            device,
+            IOCTL_DPCLOCK_TIMER_START,
+            &request,
+            &mut [],
+        )
+        .map_err(|e| e.to_string())?;
+        self.report.timer_restarts += 1;
+        Ok((k, iterations))
     }
 
     /// Parks every thread, stops the timer, verifies, restarts the timer
@@ -1206,28 +1185,13 @@ impl<P: Platform> Run<'_, P> {
             }
         }
         // The next segment.
-        let (k, period, iterations, work) = self.timer_settings();
-        let request = TimerRequest::encode(
-            [LockKind::Plain, LockKind::Queued][k],
-            period,
-            iterations,
-            work,
-        );
-        control(
-            self.shared,
-            device,
-            IOCTL_DPCLOCK_TIMER_START,
-            &request,
-            &mut [],
-        )
-        .map_err(|e| e.to_string())?;
+        let (kind, iterations) = self.start_timer(device)?;
         *timer = Timer {
-            kind: k,
+            kind,
             iterations,
             ticks_at_start: stats.timer_ticks,
             ..*timer
         };
-        self.report.timer_restarts += 1;
         Ok(())
     }
 
@@ -1275,24 +1239,7 @@ impl<P: Platform> Run<'_, P> {
             .collect::<Result<_, _>>()?;
         let cycle = CycleState::new(threads);
         let mut timer = Timer::default();
-        let (k, period, iterations, work) = self.timer_settings();
-        let request = TimerRequest::encode(
-            [LockKind::Plain, LockKind::Queued][k],
-            period,
-            iterations,
-            work,
-        );
-        control(
-            self.shared,
-            device,
-            IOCTL_DPCLOCK_TIMER_START,
-            &request,
-            &mut [],
-        )
-        .map_err(|e| e.to_string())?;
-        timer.kind = k;
-        timer.iterations = iterations;
-        self.report.timer_restarts += 1;
+        (timer.kind, timer.iterations) = self.start_timer(device)?;
         let mut caches = [ChecksumCache::default(), ChecksumCache::default()];
         let seed = self.rng.next_u64();
         let (shared, config) = (self.shared, self.config);

@@ -3,7 +3,9 @@
 //! Wine) reports them.
 
 use windows_sys::{
-    Wdk::System::SystemInformation::{NtQuerySystemInformation, SystemProcessInformation},
+    Wdk::System::SystemInformation::{
+        NtQuerySystemInformation, SYSTEM_INFORMATION_CLASS, SystemProcessInformation,
+    },
     Win32::System::WindowsProgramming::SYSTEM_PROCESS_INFORMATION,
 };
 
@@ -24,20 +26,16 @@ pub struct Process {
 
 const STATUS_INFO_LENGTH_MISMATCH: i32 = 0xC000_0004_u32.cast_signed();
 
-/// Every process, or nothing if the query fails.
-pub fn all() -> Vec<Process> {
+/// `NtQuerySystemInformation(class)`'s answer in 8-byte-aligned storage,
+/// grown until it fits; empty if the query fails.
+fn query(class: SYSTEM_INFORMATION_CLASS) -> Vec<u64> {
     let mut storage = vec![0_u64; 64 * 1024];
     loop {
         let mut needed = 0;
         let bytes = (storage.len() * 8) as u32;
         // SAFETY: a buffer of `bytes` bytes, 8-byte aligned.
         let status = unsafe {
-            NtQuerySystemInformation(
-                SystemProcessInformation,
-                storage.as_mut_ptr().cast(),
-                bytes,
-                &mut needed,
-            )
+            NtQuerySystemInformation(class, storage.as_mut_ptr().cast(), bytes, &mut needed)
         };
         if status == STATUS_INFO_LENGTH_MISMATCH && storage.len() < 16 * 1024 * 1024 {
             storage.resize(storage.len() * 2, 0);
@@ -46,7 +44,15 @@ pub fn all() -> Vec<Process> {
         if status < 0 {
             return Vec::new();
         }
-        break;
+        return storage;
+    }
+}
+
+/// Every process, or nothing if the query fails.
+pub fn all() -> Vec<Process> {
+    let storage = query(SystemProcessInformation);
+    if storage.is_empty() {
+        return Vec::new();
     }
     let base = storage.as_ptr().cast::<u8>();
     let end = storage.len() * 8;
@@ -96,27 +102,9 @@ const HANDLE_ENTRY: usize = 24;
 /// The handles `pid` has open, counted one by one, per object type index
 /// (`SystemHandleInformation`); `None` if the query fails.
 pub fn open_handles(pid: u32) -> Option<std::collections::BTreeMap<u8, u64>> {
-    let mut storage = vec![0_u64; 64 * 1024];
-    loop {
-        let mut needed = 0;
-        let bytes = (storage.len() * 8) as u32;
-        // SAFETY: a buffer of `bytes` bytes, 8-byte aligned.
-        let status = unsafe {
-            NtQuerySystemInformation(
-                SYSTEM_HANDLE_INFORMATION,
-                storage.as_mut_ptr().cast(),
-                bytes,
-                &mut needed,
-            )
-        };
-        if status == STATUS_INFO_LENGTH_MISMATCH && storage.len() < 16 * 1024 * 1024 {
-            storage.resize(storage.len() * 2, 0);
-            continue;
-        }
-        if status < 0 {
-            return None;
-        }
-        break;
+    let storage = query(SYSTEM_HANDLE_INFORMATION);
+    if storage.is_empty() {
+        return None;
     }
     // SAFETY: plain bytes of the buffer the call filled.
     let bytes =
@@ -186,27 +174,9 @@ pub fn own_type_names() -> std::collections::BTreeMap<u8, String> {
 
 /// This process's handles: (type index, handle value).
 fn own_handles(pid: u32) -> Vec<(u8, u16)> {
-    let mut storage = vec![0_u64; 64 * 1024];
-    loop {
-        let mut needed = 0;
-        let bytes = (storage.len() * 8) as u32;
-        // SAFETY: a buffer of `bytes` bytes, 8-byte aligned.
-        let status = unsafe {
-            NtQuerySystemInformation(
-                SYSTEM_HANDLE_INFORMATION,
-                storage.as_mut_ptr().cast(),
-                bytes,
-                &mut needed,
-            )
-        };
-        if status == STATUS_INFO_LENGTH_MISMATCH && storage.len() < 16 * 1024 * 1024 {
-            storage.resize(storage.len() * 2, 0);
-            continue;
-        }
-        if status < 0 {
-            return Vec::new();
-        }
-        break;
+    let storage = query(SYSTEM_HANDLE_INFORMATION);
+    if storage.is_empty() {
+        return Vec::new();
     }
     // SAFETY: plain bytes of the buffer the call filled.
     let bytes =
