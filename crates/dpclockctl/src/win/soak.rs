@@ -46,11 +46,33 @@ pub fn write_json(path: &Path, report: &Report) -> std::io::Result<()> {
 /// handles must not grow.
 fn child(args: &[&str], expect: &str) -> Result<(), String> {
     let exe = std::env::current_exe().map_err(|e| format!("the harness's own path: {e}"))?;
-    let output = std::process::Command::new(exe)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run dpclockctl {}: {e}", args[0]))?;
+    // Wine 8.0 now and then fails to start a process under load
+    // (`ERROR_INTERNAL_ERROR`, seen once in a 2-minute soak at the fifth
+    // install). Starting is retried, visibly; what the child does is not.
+    let mut attempt = 1;
+    let output = loop {
+        match std::process::Command::new(&exe)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+        {
+            Ok(output) => break output,
+            Err(e) if attempt < 3 => {
+                eprintln!(
+                    "soak: could not start `dpclockctl {}` ({e}); trying again",
+                    args[0]
+                );
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(500));
+            }
+            Err(e) => {
+                return Err(format!(
+                    "cannot run dpclockctl {} ({attempt} attempts): {e}",
+                    args[0]
+                ));
+            }
+        }
+    };
     let stdout = String::from_utf8_lossy(&output.stdout);
     if output.status.success() && stdout.contains(expect) {
         Ok(())
