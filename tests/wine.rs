@@ -501,6 +501,7 @@ fn the_driver_does_what_the_protocol_document_says() {
         "ok    access: handle without access",
         "ok    output buffer: TIMER_STOP",
         "ok    the timer's acquisitions",
+        "ok    the counters of a quiet device",
         "ok    example 5 (LOCK_PASSIVE)",
         "ok    example 21 (GET_HEALTH)",
         "ok    removal: an old handle after the device is removed",
@@ -518,6 +519,21 @@ fn the_driver_does_what_the_protocol_document_says() {
     let output = rig.ctl_ok(&["conform"]);
     assert!(
         output.stdout.contains("ok    example 7 (LOCK_DISPATCH)"),
+        "{}",
+        output.stdout
+    );
+    rig.ctl_ok(&["uninstall"]);
+    rig.assert_no_crash();
+    drop(rig);
+
+    // The checked build: hold statistics and the validator's classes.
+    let rig = Rig::new("conform-checked", true);
+    rig.install(false);
+    let output = rig.ctl_ok(&["conform"]);
+    assert!(
+        output
+            .stdout
+            .contains("ok    the counters of a quiet device"),
         "{}",
         output.stdout
     );

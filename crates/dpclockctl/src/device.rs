@@ -5,8 +5,9 @@
 use std::fmt;
 
 use dpclock_ioctl::{
-    IOCTL_DPCLOCK_GET_STATS, IOCTL_DPCLOCK_NOOP, IOCTL_DPCLOCK_RESET, IOCTL_DPCLOCK_TIMER_START,
-    IOCTL_DPCLOCK_TIMER_STOP, LockKind, LockRequest, LockResponse, Stats, TimerRequest,
+    Health, IOCTL_DPCLOCK_GET_HEALTH, IOCTL_DPCLOCK_GET_STATS, IOCTL_DPCLOCK_NOOP,
+    IOCTL_DPCLOCK_RESET, IOCTL_DPCLOCK_TIMER_START, IOCTL_DPCLOCK_TIMER_STOP, LockKind,
+    LockRequest, LockResponse, Stats, TimerRequest,
 };
 
 /// What one IOCTL returned: the NTSTATUS the driver (or the I/O manager)
@@ -190,6 +191,26 @@ pub fn stats(device: &dyn Device) -> Result<Stats, DeviceError> {
     )?;
     Stats::decode(&output[..written]).map_err(|error| DeviceError {
         operation: "GET_STATS",
+        status: error.ntstatus(),
+    })
+}
+
+/// `GET_HEALTH`.
+///
+/// # Errors
+///
+/// As for [`lock`].
+pub fn health(device: &dyn Device) -> Result<Health, DeviceError> {
+    let mut output = [0_u8; size_of::<Health>()];
+    let written = call(
+        device,
+        "GET_HEALTH",
+        IOCTL_DPCLOCK_GET_HEALTH,
+        &[],
+        &mut output,
+    )?;
+    Health::decode(&output[..written]).map_err(|error| DeviceError {
+        operation: "GET_HEALTH",
         status: error.ntstatus(),
     })
 }

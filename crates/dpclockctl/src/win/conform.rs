@@ -1,5 +1,6 @@
 //! `dpclockctl conform`: what docs/protocol.md says about handles, access
-//! checks, output buffers, statuses and the timer's accounting, checked
+//! checks, output buffers, statuses, the timer's accounting and how the
+//! counters of a quiet device add up, checked
 //! against the live device, together with every example of the document.
 //! With `--removal`, also what a handle opened before the device was
 //! removed gets afterwards (this uninstalls and reinstalls the driver).
@@ -7,9 +8,10 @@
 use std::{path::Path, thread, time::Duration};
 
 use dpclock_ioctl::{
-    IOCTL_DPCLOCK_GET_HEALTH, IOCTL_DPCLOCK_GET_STATS, IOCTL_DPCLOCK_LOCK_PASSIVE,
-    IOCTL_DPCLOCK_NOOP, IOCTL_DPCLOCK_RESET, IOCTL_DPCLOCK_TIMER_START, IOCTL_DPCLOCK_TIMER_STOP,
-    LockKind, LockRequest, Path as LedgerPath, Stats, TimerRequest, spec,
+    HoldStats, IOCTL_DPCLOCK_DPC_BURST, IOCTL_DPCLOCK_GET_HEALTH, IOCTL_DPCLOCK_GET_STATS,
+    IOCTL_DPCLOCK_LOCK_DISPATCH, IOCTL_DPCLOCK_LOCK_PASSIVE, IOCTL_DPCLOCK_NOOP,
+    IOCTL_DPCLOCK_RESET, IOCTL_DPCLOCK_TIMER_START, IOCTL_DPCLOCK_TIMER_STOP, LockKind,
+    LockRequest, Path as LedgerPath, STATS_CHECKED_BUILD, Stats, TimerRequest, spec,
 };
 use windows_sys::Win32::Foundation::{GENERIC_READ, GENERIC_WRITE, RtlNtStatusToDosError};
 
@@ -290,6 +292,84 @@ fn timer_accounting(device: &WinDevice) -> Result<String, String> {
     }
 }
 
+/// What docs/protocol.md says the counters of a quiet device add up to:
+/// each ledger's `contended` is the sum of its replies', a checked build's
+/// `hold.count` is the sum of `performed` (a free build's hold statistics
+/// are 0, and always the unlocked control's), `classes` is 2 in a checked
+/// build and 0 in a free one, and `irps_total` counts each request once.
+fn quiet_counters(device: &WinDevice) -> Result<String, String> {
+    let fail = |e: device::DeviceError| e.to_string();
+    device::timer_stop(device).map_err(fail)?;
+    device::reset(device).map_err(fail)?;
+    let mut replied = [0_u64; 2];
+    for (index, kind) in [LockKind::Plain, LockKind::Queued].into_iter().enumerate() {
+        for (name, code, iterations) in [
+            ("LOCK_PASSIVE", IOCTL_DPCLOCK_LOCK_PASSIVE, 1000),
+            ("LOCK_DISPATCH", IOCTL_DPCLOCK_LOCK_DISPATCH, 1000),
+            ("DPC_BURST", IOCTL_DPCLOCK_DPC_BURST, 20_000),
+        ] {
+            replied[index] += device::lock(device, name, code, kind, iterations, 1)
+                .map_err(fail)?
+                .contended;
+        }
+    }
+    let stats = device::stats(device).map_err(fail)?;
+    let checked = stats.flags & STATS_CHECKED_BUILD != 0;
+    let mut wrong = Vec::new();
+    for (index, kind) in [LockKind::Plain, LockKind::Queued].into_iter().enumerate() {
+        let ledger = &stats.ledgers[kind.index()];
+        if ledger.contended != replied[index] {
+            wrong.push(format!(
+                "{kind:?}: contended {} but the replies' sum to {}",
+                ledger.contended, replied[index]
+            ));
+        }
+        let performed: u64 = ledger.performed.iter().sum();
+        let bucketed: u64 = ledger.hold.histogram.iter().sum();
+        if checked && (ledger.hold.count != performed || bucketed != performed) {
+            wrong.push(format!(
+                "{kind:?}: hold.count {} and histogram {bucketed} against {performed} performed",
+                ledger.hold.count
+            ));
+        }
+        if !checked && ledger.hold != HoldStats::default() {
+            wrong.push(format!("{kind:?}: a free build reports hold statistics"));
+        }
+    }
+    if stats.ledgers[LockKind::Unlocked.index()].hold != HoldStats::default() {
+        wrong.push("the unlocked control reports hold statistics".into());
+    }
+    let classes = if checked { 2 } else { 0 };
+    if stats.validator.classes != classes {
+        wrong.push(format!(
+            "classes {} where {classes} is documented",
+            stats.validator.classes
+        ));
+    }
+    let before = device::health(device).map_err(fail)?.irps_total;
+    for _ in 0..3 {
+        device::noop(device).map_err(fail)?;
+    }
+    let after = device::health(device).map_err(fail)?.irps_total;
+    if after.wrapping_sub(before) != 4 {
+        wrong.push(format!(
+            "irps_total grew by {} over 3 NOOPs and a GET_HEALTH",
+            after.wrapping_sub(before)
+        ));
+    }
+    device::reset(device).map_err(fail)?;
+    if wrong.is_empty() {
+        Ok(format!(
+            "contended {}/{}, hold.count = performed{}, classes {classes}, irps_total +4",
+            replied[0],
+            replied[1],
+            if checked { "" } else { " (0 in free builds)" }
+        ))
+    } else {
+        Err(wrong.join("; "))
+    }
+}
+
 /// What an old handle gets once the device is removed, and after a
 /// reinstall: never the new device.
 fn removal(inf: &Path, checks: &mut Vec<Check>) {
@@ -374,6 +454,11 @@ pub fn run(device: &WinDevice, removal_inf: Option<&Path>) -> Vec<Check> {
         &mut checks,
         "the timer's acquisitions",
         timer_accounting(device),
+    );
+    record(
+        &mut checks,
+        "the counters of a quiet device",
+        quiet_counters(device),
     );
     for (example, result) in protocol_doc::run_examples(device) {
         record(&mut checks, format!("example {example}"), result);
