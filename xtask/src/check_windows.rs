@@ -14,8 +14,8 @@
 //!
 //! Then, per architecture:
 //!
-//! 1. `cargo check` and `cargo clippy -- -D warnings` of the driver, free and
-//!    checked;
+//! 1. `cargo clippy -- -D warnings` of the driver, free and checked (clippy
+//!    type-checks everything `cargo check` does, so there is no separate check);
 //! 2. the layout cross-check (`crates/wdk-layout`): compile-time assertions
 //!    that the bindings agree with the `windows-sys` crate's `Wdk` modules
 //!    (the WDK's own metadata), and with the WDK headers where that metadata
@@ -327,15 +327,6 @@ pub fn run() -> Result<StepTimes> {
                 release: false,
             };
             let features = variant.args();
-            timed(
-                &mut times,
-                &format!("{}: cargo check ({})", arch.name(), variant.label()),
-                || {
-                    let mut args = vec!["check", "-p", "dpclock"];
-                    args.extend(&features);
-                    run_bounded(&mut cargo(&args), STEP_TIMEOUT)
-                },
-            )?;
             timed(
                 &mut times,
                 &format!(
