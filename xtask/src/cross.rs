@@ -95,7 +95,7 @@ pub struct Package {
 
 /// Debian's toolchain, for the Windows targets only (host crates build with
 /// rustup's stable toolchain).
-fn debian_cargo(target_dir: &Path) -> Command {
+pub(crate) fn debian_cargo(target_dir: &Path) -> Command {
     // Cargo finds `cargo-clippy` and `clippy-driver` on the PATH, where
     // rustup's proxies come first; Debian's must win for these targets.
     let path = std::env::var_os("PATH").unwrap_or_default();

@@ -29,6 +29,7 @@ pub mod fuzz;
 pub mod kspin_checks;
 pub mod process;
 pub mod soak;
+pub mod videoport_image;
 pub mod wine;
 
 use std::{sync::OnceLock, time::Duration};

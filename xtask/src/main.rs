@@ -216,9 +216,12 @@ fn all_tests(steps: &mut Steps) -> Result<()> {
     steps.step("Debian packages", deps::ensure)?;
     steps.step("formatting (cargo fmt --check)", || {
         run(&mut cargo_line("fmt --all -- --check"))?;
-        // The fuzz crate is a workspace of its own.
+        // The fuzz crate and the video port image are workspaces of their own.
         run(&mut cargo_line(
             "fmt --manifest-path crates/dpclock-ioctl/fuzz/Cargo.toml -- --check",
+        ))?;
+        run(&mut cargo_line(
+            "fmt --manifest-path crates/kspin/videoport-image/Cargo.toml -- --check",
         ))
     })?;
     // The driver builds apart from the rest: with the whole workspace, Cargo
