@@ -77,9 +77,10 @@ extern crate std;
 
 mod backend;
 pub mod class;
-mod irql;
+mod level;
 mod lock;
 mod platform;
+mod scope;
 #[cfg(feature = "host")]
 mod sync;
 
@@ -92,6 +93,7 @@ pub mod kernel;
 
 pub use backend::Backend;
 pub use class::LockClass;
-pub use irql::{DispatchLevel, Irql, IrqlModel, assume_dispatch_level, at_dispatch_level};
+pub use level::{Irql, IrqlModel};
 pub use lock::{DpcGuard, Lock, Nested};
 pub use platform::Platform;
+pub use scope::{DispatchLevel, assume_dispatch_level, at_dispatch_level};

@@ -22,7 +22,11 @@ use core::{
     ops::{Deref, DerefMut},
 };
 
-use crate::{backend::Backend, class::LockClass, irql::DispatchLevel};
+use crate::{
+    backend::{Backend, Mode},
+    class::LockClass,
+    scope::DispatchLevel,
+};
 
 /// A spin lock that owns the data it protects, like `Mutex<T>`: the data is
 /// reachable only inside an acquisition, and how the lock was acquired
@@ -237,15 +241,6 @@ impl<T: ?Sized, B: Backend> Lock<T, B> {
     fn address(&self) -> usize {
         core::ptr::from_ref(&self.state).addr()
     }
-}
-
-/// How a lock is acquired, and so released.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Mode {
-    /// The raising routine, around a scope ([`Lock::with`]).
-    Raising,
-    /// The `AtDpcLevel` routine.
-    AtDpcLevel,
 }
 
 /// What the validator remembers about one acquisition.

@@ -28,7 +28,7 @@ pub use queued::InStackQueued;
 pub use videoport::{VideoPort, VideoPortState};
 
 use crate::{
-    irql::{Irql, IrqlModel},
+    level::{Irql, IrqlModel},
     platform::Platform,
 };
 
