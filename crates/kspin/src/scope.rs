@@ -28,8 +28,9 @@ pub struct DispatchLevel<P: Platform> {
 }
 
 impl<P: Platform> DispatchLevel<P> {
-    /// The proof itself, lent only by the scopes of this crate.
-    const PROOF: Self = Self {
+    /// The proof itself, lent only by the scopes of this crate (always as
+    /// a reference whose lifetime the borrowing closure cannot choose).
+    pub(crate) const PROOF: Self = Self {
         _not_send: PhantomData,
     };
 }

@@ -151,6 +151,12 @@ unsafe impl Platform for Host {
     }
 }
 
+/// [`crate::at_dispatch_level`] on the host platform, without naming it.
+#[inline]
+pub fn at_dispatch_level<R>(f: impl FnOnce(&DispatchLevel) -> R) -> R {
+    crate::at_dispatch_level::<Host, R>(f)
+}
+
 /// Runs `f` as the kernel runs a DPC routine: at `DISPATCH_LEVEL`, with the
 /// proof, then back at the IRQL of the caller (also when `f` unwinds). Like
 /// Driver Verifier, it insists the routine returns at the IRQL it was called
