@@ -1200,23 +1200,19 @@ fn videoport_probe(generated: &Path, arch: Arch) -> Result<()> {
     let found = imports(&pe)?;
     let problems = videoport_probe_problems(arch, &found);
     if problems.is_empty() {
-        let others: Vec<String> = found
-            .iter()
-            .filter(|(dll, _)| dll.as_str() != "videoprt.sys")
-            .map(|(dll, names)| {
-                let names: Vec<&str> = names.iter().map(String::as_str).collect();
-                format!("from {dll}: {}", names.join(", "))
-            })
-            .collect();
         eprintln!(
             "  ok: {}: imports from videoprt.sys exactly {}; {}",
             display(&image),
             VIDEOPRT_SPIN_LOCK_EXPORTS.join(", "),
-            if others.is_empty() {
-                "nothing else".to_owned()
-            } else {
-                others.join("; ")
-            }
+            found
+                .iter()
+                .filter(|(dll, _)| dll.as_str() != "videoprt.sys")
+                .map(|(dll, names)| format!(
+                    "from {dll}: {}",
+                    names.iter().cloned().collect::<Vec<_>>().join(", ")
+                ))
+                .collect::<Vec<_>>()
+                .join("; ")
         );
         Ok(())
     } else {
