@@ -26,17 +26,7 @@
 //!    profiles, free and checked; each image is then checked: native
 //!    subsystem, entry point `DriverEntry`, imports from ntoskrnl.exe and
 //!    hal.dll only, each of them a listed export (and the union of what
-//!    the variants import is reported against the lists);
-//! 4. the video port probe (`xtask/videoport-probe`): a small image shaped
-//!    as a video miniport uses kspin's video port family (a lock created
-//!    with the miniport's device extension, taken with the raising scope and
-//!    with the `AtDpcLevel` guard from a DPC-level scope), linked with the
-//!    same WDM arguments against an import library of videoprt.sys's
-//!    documented spin-lock exports; the image must import exactly those six
-//!    names from videoprt.sys, undecorated (video.h declares them `NTAPI`,
-//!    which has no decoration on x86_64 and aarch64; the probe checks
-//!    kspin's declarations against video.h's types when it compiles), and
-//!    nothing but listed exports from ntoskrnl.exe and hal.dll.
+//!    the variants import is reported against the lists).
 //!
 //! Everything generated lives under `target/check-windows/`; the real
 //! Cargo.lock is never touched (cargo runs in a shadow workspace there, whose
@@ -173,31 +163,6 @@ const HAL_IMPORTS_AARCH64: &[&str] = &[
     "KfRaiseIrql",
 ];
 
-/// videoprt.sys's documented spin-lock exports (video.h), which the video
-/// port probe must import, all of them and nothing else from videoprt.sys.
-const VIDEOPRT_SPIN_LOCK_EXPORTS: &[&str] = &[
-    "VideoPortAcquireSpinLock",
-    "VideoPortAcquireSpinLockAtDpcLevel",
-    "VideoPortCreateSpinLock",
-    "VideoPortDeleteSpinLock",
-    "VideoPortReleaseSpinLock",
-    "VideoPortReleaseSpinLockFromDpcLevel",
-];
-
-/// What build.rs gives lld-link for a WDM driver (wdk-build's arguments
-/// minus those lld-link rejects), for linking the video port probe.
-const WDM_LINK_ARGS: &[&str] = &[
-    "/DRIVER",
-    "/NODEFAULTLIB",
-    "/SUBSYSTEM:NATIVE",
-    "/ENTRY:DriverEntry",
-    "/NXCOMPAT",
-    "/DYNAMICBASE",
-    "/OPT:REF,ICF",
-    "/INTEGRITYCHECK",
-    "/MANIFEST:NO",
-];
-
 /// Listed exports that mingw-w64 10's x64 import libraries do not have,
 /// and why they are real exports anyway.
 const NEWER_THAN_MINGW: &[(&str, &str)] = &[(
@@ -258,13 +223,6 @@ impl Arch {
         match self {
             Self::X86_64 => IMAGE_FILE_MACHINE_AMD64,
             Self::Aarch64 => IMAGE_FILE_MACHINE_ARM64,
-        }
-    }
-
-    const fn lld_machine(self) -> &'static str {
-        match self {
-            Self::X86_64 => "/MACHINE:X64",
-            Self::Aarch64 => "/MACHINE:ARM64",
         }
     }
 
@@ -421,14 +379,6 @@ pub fn run() -> Result<StepTimes> {
             }
         }
         report_unimported(arch, &imported);
-        timed(
-            &mut times,
-            &format!(
-                "{}: link the video port probe against videoprt.sys",
-                arch.name()
-            ),
-            || videoport_probe(&generated, arch),
-        )?;
     }
     Ok(times)
 }
@@ -1141,131 +1091,6 @@ fn imports(pe: &PeFile64) -> Result<Imports> {
     Ok(found)
 }
 
-/// Builds the video port probe for `arch`, links it against an import
-/// library of videoprt.sys's spin-lock exports (and the ntoskrnl.exe and
-/// hal.dll stubs), and checks the image's imports.
-fn videoport_probe(generated: &Path, arch: Arch) -> Result<()> {
-    let dir = generated.join("videoport-probe");
-    let lib_dir = dir.join("lib").join(arch.name());
-    let def = format!(
-        "LIBRARY videoprt.sys\nEXPORTS\n{}",
-        VIDEOPRT_SPIN_LOCK_EXPORTS
-            .iter()
-            .map(|name| format!("    {name}\n"))
-            .collect::<String>()
-    );
-    let def_path = lib_dir.join("videoprt.def");
-    let videoprt = lib_dir.join("videoprt.lib");
-    if write_if_changed(&def_path, def.as_bytes())? || !videoprt.is_file() {
-        tool(
-            Command::new("llvm-dlltool")
-                .args(["-m", arch.dlltool_machine(), "-d"])
-                .arg(&def_path)
-                .arg("-l")
-                .arg(&videoprt),
-        )?;
-    }
-    let mut build = Command::new(cargo_program());
-    build
-        .current_dir(cross::workspace().join("xtask").join("videoport-probe"))
-        .env("CARGO_TARGET_DIR", dir.join("target"))
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("RUSTC")
-        .args(["build", "--release", "--locked", "--target", arch.triple()]);
-    run_bounded(&mut build, STEP_TIMEOUT)?;
-    let staticlib = dir
-        .join("target")
-        .join(arch.triple())
-        .join("release")
-        .join("dpclock_videoport_probe.lib");
-    let image = dir.join(format!("videoport-probe-{}.sys", arch.name()));
-    let _ = fs::remove_file(&image);
-    tool(
-        Command::new("lld-link")
-            .args(WDM_LINK_ARGS)
-            .arg(arch.lld_machine())
-            .arg(format!("/OUT:{}", display(&image)))
-            .arg(format!("/LIBPATH:{}", display(&lib_dir)))
-            .arg(format!(
-                "/LIBPATH:{}",
-                display(&generated.join("lib").join(arch.name()))
-            ))
-            .arg(&staticlib)
-            .args(["videoprt.lib", "ntoskrnl.lib", "hal.lib"]),
-    )?;
-    let data = fs::read(&image).map_err(|e| fail!("cannot read {}: {e}", display(&image)))?;
-    let pe = PeFile64::parse(&*data)
-        .map_err(|e| fail!("{} is not a PE32+ image: {e}", display(&image)))?;
-    let found = imports(&pe)?;
-    let problems = videoport_probe_problems(arch, &found);
-    if problems.is_empty() {
-        eprintln!(
-            "  ok: {}: imports from videoprt.sys exactly {}; {}",
-            display(&image),
-            VIDEOPRT_SPIN_LOCK_EXPORTS.join(", "),
-            found
-                .iter()
-                .filter(|(dll, _)| dll.as_str() != "videoprt.sys")
-                .map(|(dll, names)| format!(
-                    "from {dll}: {}",
-                    names.iter().cloned().collect::<Vec<_>>().join(", ")
-                ))
-                .collect::<Vec<_>>()
-                .join("; ")
-        );
-        Ok(())
-    } else {
-        Err(fail!(
-            "{} fails its checks:\n  - {}",
-            display(&image),
-            problems.join("\n  - ")
-        ))
-    }
-}
-
-/// What is wrong with the video port probe's imports.
-fn videoport_probe_problems(arch: Arch, found: &Imports) -> Vec<String> {
-    let mut problems = Vec::new();
-    let expected: BTreeSet<String> = VIDEOPRT_SPIN_LOCK_EXPORTS
-        .iter()
-        .map(|name| (*name).to_owned())
-        .collect();
-    match found.get("videoprt.sys") {
-        None => problems.push("imports nothing from videoprt.sys".to_owned()),
-        Some(names) if *names != expected => problems.push(format!(
-            "imports from videoprt.sys {:?}, expected exactly {:?} (undecorated, as NTAPI is on {})",
-            names,
-            expected,
-            arch.name()
-        )),
-        Some(_) => {}
-    }
-    let allowed = arch.imports();
-    for (dll, names) in found {
-        if dll == "videoprt.sys" {
-            continue;
-        }
-        match allowed.get(dll.as_str()) {
-            None => problems.push(format!("imports from {dll}, which it should not use")),
-            Some(listed) => {
-                let unlisted: Vec<&str> = names
-                    .iter()
-                    .map(String::as_str)
-                    .filter(|name| !listed.contains(name))
-                    .collect();
-                if !unlisted.is_empty() {
-                    problems.push(format!(
-                        "imports from {dll} that are not listed exports: {}",
-                        unlisted.join(", ")
-                    ));
-                }
-            }
-        }
-    }
-    problems
-}
-
 /// Reports the listed exports no image imports. lld-link resolves every
 /// symbol the linked objects reference before `/OPT:REF` drops unused code,
 /// so a name can be needed to link and still not be imported (wdk-alloc's
@@ -1320,32 +1145,6 @@ mod tests {
         assert_eq!(replace_once("a b", "a", "c", "x").expect("once"), "c b");
         assert!(replace_once("a a", "a", "c", "x").is_err());
         assert!(replace_once("b", "a", "c", "x").is_err());
-    }
-
-    #[test]
-    fn the_video_port_probe_must_import_exactly_the_spin_lock_exports() {
-        let names = |list: &[&str]| list.iter().map(|n| (*n).to_owned()).collect();
-        let good = Imports::from([
-            ("videoprt.sys".to_owned(), names(VIDEOPRT_SPIN_LOCK_EXPORTS)),
-            ("hal.dll".to_owned(), names(&["KfRaiseIrql"])),
-        ]);
-        assert!(videoport_probe_problems(Arch::Aarch64, &good).is_empty());
-        // One missing, a stdcall-decorated one, another DLL: each reported.
-        let mut missing = good.clone();
-        missing
-            .get_mut("videoprt.sys")
-            .expect("listed")
-            .remove("VideoPortDeleteSpinLock");
-        assert_eq!(videoport_probe_problems(Arch::Aarch64, &missing).len(), 1);
-        let mut decorated = good.clone();
-        decorated
-            .get_mut("videoprt.sys")
-            .expect("listed")
-            .insert("_VideoPortAcquireSpinLock@12".to_owned());
-        assert_eq!(videoport_probe_problems(Arch::Aarch64, &decorated).len(), 1);
-        let mut other = good;
-        other.insert("win32k.sys".to_owned(), names(&["EngAcquireSemaphore"]));
-        assert_eq!(videoport_probe_problems(Arch::Aarch64, &other).len(), 1);
     }
 
     #[test]
