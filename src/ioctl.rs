@@ -126,7 +126,7 @@ fn handle(ext: &DeviceExtension, request: Request, output: &mut [u8]) -> (NTSTAT
         }
         Request::LockDispatch(work) => {
             // Raise once, then take the lock at DISPATCH_LEVEL each time.
-            let outcome = kspin::at_dispatch_level::<Kernel, _>(|at| {
+            let outcome = kspin::kernel::at_dispatch_level(|at| {
                 ext.ledgers.run(
                     work.lock_kind,
                     Path::Dispatch,

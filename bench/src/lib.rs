@@ -115,6 +115,67 @@ pub extern "C" fn guard_raise_irql(data: &mut u64) {
     kspin::at_dispatch_level::<Kernel, _>(|_| *data += 1);
 }
 
+#[unsafe(no_mangle)]
+pub extern "C" fn guard_raise_irql_kernel(data: &mut u64) {
+    kspin::kernel::at_dispatch_level(|_| *data += 1);
+}
+
+/// `KeAcquireSpinLock(a)`, then `b` at DPC level on the IRQL `a` raised,
+/// released in reverse.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn raw_raising_then_at_dpc_level(a: &RawLock, b: &RawLock) {
+    // SAFETY: valid locks; the data is touched only while held; the raising
+    // acquire of `a` puts the processor at DISPATCH_LEVEL for `b`.
+    unsafe {
+        let old = ffi::KeAcquireSpinLockRaiseToDpc(a.lock.as_ptr());
+        *a.data.get() += 1;
+        ffi::KeAcquireSpinLockAtDpcLevel(b.lock.as_ptr());
+        *b.data.get() += 1;
+        ffi::KeReleaseSpinLockFromDpcLevel(b.lock.as_ptr());
+        ffi::KeReleaseSpinLock(a.lock.as_ptr(), old);
+    }
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn guard_with_raised(a: &SpinLock<u64>, b: &SpinLock<u64>) {
+    a.with_raised(|a, at| {
+        *a += 1;
+        *b.lock_at_dpc_level(at) += 1;
+    });
+}
+
+/// Two locks taken lower address first, as the kernel's double-lock helpers
+/// do, and released in argument order reversed (`b`, then `a`).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn raw_pair(a: &RawLock, b: &RawLock) {
+    let (pa, pb) = (a.lock.as_ptr(), b.lock.as_ptr());
+    if pa == pb {
+        return;
+    }
+    // SAFETY: valid locks; the caller runs at DISPATCH_LEVEL.
+    unsafe {
+        if pa < pb {
+            ffi::KeAcquireSpinLockAtDpcLevel(pa);
+            ffi::KeAcquireSpinLockAtDpcLevel(pb);
+        } else {
+            ffi::KeAcquireSpinLockAtDpcLevel(pb);
+            ffi::KeAcquireSpinLockAtDpcLevel(pa);
+        }
+        *a.data.get() += 1;
+        *b.data.get() += 1;
+        ffi::KeReleaseSpinLockFromDpcLevel(pb);
+        ffi::KeReleaseSpinLockFromDpcLevel(pa);
+    }
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn guard_pair(a: &SpinLock<u64>, b: &SpinLock<u64>, at: &DispatchLevel) {
+    if let Some((mut a, mut b)) = SpinLock::lock_pair_at_dpc_level(a, b, at) {
+        *a += 1;
+        *b += 1;
+    }
+}
+
 #[cfg(not(test))]
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo) -> ! {

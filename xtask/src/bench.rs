@@ -173,7 +173,7 @@ fn codegen_object(checked: bool) -> Result<PathBuf> {
     newest.ok_or_else(|| fail!("no dpclock_bench object in {}", display(&deps)))
 }
 
-const PAIRS: [(&str, &str, &str); 6] = [
+const PAIRS: [(&str, &str, &str); 9] = [
     (
         "raising: `with` (KeAcquireSpinLock / KeReleaseSpinLock)",
         "raw_raising",
@@ -199,6 +199,21 @@ const PAIRS: [(&str, &str, &str); 6] = [
         "`at_dispatch_level` (KeRaiseIrql / KeLowerIrql)",
         "raw_raise_irql",
         "guard_raise_irql",
+    ),
+    (
+        "`kernel::at_dispatch_level`, no turbofish",
+        "raw_raise_irql",
+        "guard_raise_irql_kernel",
+    ),
+    (
+        "`with_raised` + `lock_at_dpc_level` inside (raise once, two locks)",
+        "raw_raising_then_at_dpc_level",
+        "guard_with_raised",
+    ),
+    (
+        "`lock_pair_at_dpc_level` (lower address first)",
+        "raw_pair",
+        "guard_pair",
     ),
 ];
 

@@ -2,6 +2,15 @@
 
 use crate::platform::Platform;
 
+/// How a lock is acquired, and so released.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// The raising routine, around a scope (`Lock::with`).
+    Raising,
+    /// The `AtDpcLevel` routine.
+    AtDpcLevel,
+}
+
 /// The raw calls of one spin-lock family: executive (`KSPIN_LOCK`), in-stack
 /// queued, or video miniport. The guards in [`crate::lock`] are written once
 /// over this trait, in the manner of Rust-for-Linux's `lock::Backend`.

@@ -1,9 +1,8 @@
 //! The validator (feature `checked`), in the spirit of Linux's lockdep and
 //! Windows' Driver Verifier.
 //!
-//! * **Owner tracking.** Each lock records the thread holding it (the
-//!   `KTHREAD` in the kernel, which is distinct for every thread including
-//!   each processor's idle thread; a number never reused on the host).
+//! * **Owner tracking.** Each lock records the thread holding it (a token of
+//!   its outermost scope, never reused).
 //!   Acquiring a lock the thread already holds would spin forever; the
 //!   validator counts it and fail-stops instead (a bugcheck with code `KSPN`
 //!   in the kernel, a panic on the host). A release by another thread is
@@ -30,20 +29,46 @@
 //!   guidance allows, as a plain `#[repr(C)]` [`HoldStats`] a driver can copy
 //!   out to user mode.
 //!
-//! All state is fixed-size and lock-free (atomics only), so the checks run at
-//! `DISPATCH_LEVEL` without allocating or logging. When a table is full the
-//! acquisition goes unchecked and is counted in [`Violations::untracked`],
-//! never silently. The bookkeeping of a release is done before the raw
+//! All state is fixed-size (atomics, and one small spin lock for the order
+//! graph), so the checks run at `DISPATCH_LEVEL` without allocating or
+//! logging. When a table is full the acquisition goes partly unchecked and
+//! is counted in [`Violations::untracked`], never silently. The bookkeeping of a release is done before the raw
 //! release, so a release that fails (a host-backend bugcheck panic) leaves
 //! it consistent. Violations are counted, never printed: a driver reports
 //! them once it holds no lock.
+//!
+//! # How the reports are kept deterministic
+//!
+//! * **The order graph** is changed only under a small spin lock (lockdep's
+//!   graph lock), taken with the processor at `DISPATCH_LEVEL` and only
+//!   when an edge is new: looking for a cycle and adding the edge are one
+//!   step. Of two processors adding A→B and B→A at the same moment, one
+//!   adds its edge first and the other finds it, whatever the interleaving;
+//!   a known edge is read without the lock.
+//! * **Held locks are tracked per context**: a context is what can be inside
+//!   a raised or DPC scope at one time, a processor in the kernel (nothing
+//!   migrates at `DISPATCH_LEVEL`, and one thread per processor can be in a
+//!   scope) and a thread on the host. A thread claims a context when its
+//!   outermost scope begins and gives it back, emptied, when that scope
+//!   ends. The contexts' [`MAX_CONTEXTS`] exceeds the 64 processors of the
+//!   largest machine the driver targets, and each holds [`MAX_HELD`] locks,
+//!   several times what the driver's deepest path holds. A context counts
+//!   its scopes itself, so the outermost scope is known even when the
+//!   context's table is full; the locks the full table could not record are
+//!   counted, and reported as leaks if still held when the outermost scope
+//!   ends. Nothing one context does changes another's checks.
+//! * **Owners are tokens that are never reused**: the outermost scope's
+//!   serial number with its context's index, not the thread's address (a
+//!   `KTHREAD` is reused by threads created later). A lock still owned by a
+//!   scope that has ended was leaked, and acquiring it would spin forever:
+//!   that is fail-stopped like a recursive acquire, whichever thread tries.
 
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use crate::{
-    class::LockClass,
-    irql::{Irql, IrqlModel},
-    lock::Mode,
+    backend::Mode,
+    class::{ClassState, LockClass},
+    level::{Irql, IrqlModel},
     platform::Platform,
 };
 
@@ -53,15 +78,23 @@ pub const HOLD_GUIDANCE_NS: u64 = 25_000;
 /// Buckets of [`HoldStats::histogram`]: bucket `i` counts holds of
 /// `2^i..2^(i+1)` nanoseconds (bucket 0 also counts 0 ns, the last one
 /// everything longer).
-pub const HISTOGRAM_BUCKETS: usize = 32;
+pub const HISTOGRAM_BUCKETS: usize = crate::class::HISTOGRAM_BUCKETS;
 /// Nodes of the order graph: one per class and subclass in use.
-pub const MAX_NODES: usize = 64;
+pub const MAX_NODES: usize = 256;
 /// Subclasses a class can have (`0..MAX_SUBCLASSES`).
-pub const MAX_SUBCLASSES: usize = 8;
-/// Held locks and open scopes tracked at once, system-wide.
-pub const MAX_HELD: usize = 128;
-/// Scopes the full table could not record, remembered per thread.
-const MAX_UNRECORDED: usize = 32;
+pub const MAX_SUBCLASSES: usize = crate::class::MAX_SUBCLASSES;
+/// Locks one context (a processor in the kernel, a thread on the host) can
+/// hold at once with each of them recorded.
+pub const MAX_HELD: usize = 16;
+/// Contexts inside a scope at once (at most one per processor in the
+/// kernel).
+pub const MAX_CONTEXTS: usize = 128;
+
+const NODE_WORDS: usize = MAX_NODES / 64;
+const NO_SLOT: usize = usize::MAX;
+/// Low bits of an owner token: the context's index.
+const CONTEXT_BITS: u32 = 8;
+const _: () = assert!(MAX_CONTEXTS <= 1 << CONTEXT_BITS);
 
 /// Hold-time statistics of one lock class.
 #[repr(C)]
@@ -83,7 +116,9 @@ pub struct HoldStats {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Violations {
-    /// Acquisitions of a lock the thread already held (each fail-stopped).
+    /// Acquisitions that would have spun forever, each fail-stopped: of a
+    /// lock the same scope already held, or of a lock whose guard was leaked
+    /// (still held by a scope that has ended).
     pub recursive_acquires: u64,
     /// Releases by a thread other than the one that acquired.
     pub foreign_releases: u64,
@@ -99,7 +134,7 @@ pub struct Violations {
     /// Locks still held when the outermost scope that took them ended: a
     /// leaked guard, whose lock now stays held.
     pub held_at_scope_end: u64,
-    /// Acquisitions or scopes not checked because a table was full.
+    /// Acquisitions or scopes not fully checked because a table was full.
     pub untracked: u64,
 }
 
@@ -107,8 +142,9 @@ pub struct Violations {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Report {
-    /// 1 if IRQL assertions ran, 0 if the platform cannot read the IRQL
-    /// ([`IrqlModel::NotModelled`]) and they were skipped.
+    /// 1 if every IRQL assertion since the last [`reset_violations`] ran, on
+    /// every thread; 0 if any was skipped because the platform could not
+    /// read the IRQL there ([`IrqlModel::NotModelled`]).
     pub irql_checks: u32,
     /// Nodes (class and subclass) the order graph knows.
     pub classes: u32,
@@ -116,46 +152,15 @@ pub struct Report {
     pub violations: Violations,
 }
 
-/// The validator's state and statistics for one lock class.
-pub(crate) struct ClassState {
-    /// Order-graph node + 1 of each subclass; 0 until first acquired.
-    nodes: [AtomicU32; MAX_SUBCLASSES],
-    count: AtomicU64,
-    total_ns: AtomicU64,
-    max_ns: AtomicU64,
-    over_guidance: AtomicU64,
-    histogram: [AtomicU64; HISTOGRAM_BUCKETS],
-}
-
-#[allow(clippy::declare_interior_mutable_const)]
-const ZERO_U64: AtomicU64 = AtomicU64::new(0);
-#[allow(clippy::declare_interior_mutable_const)]
-const ZERO_U32: AtomicU32 = AtomicU32::new(0);
-#[allow(clippy::declare_interior_mutable_const)]
-const ZERO_USIZE: AtomicUsize = AtomicUsize::new(0);
-
-impl ClassState {
-    pub(crate) const fn new() -> Self {
-        Self {
-            nodes: [ZERO_U32; MAX_SUBCLASSES],
-            count: ZERO_U64,
-            total_ns: ZERO_U64,
-            max_ns: ZERO_U64,
-            over_guidance: ZERO_U64,
-            histogram: [ZERO_U64; HISTOGRAM_BUCKETS],
-        }
+fn record_hold(class: &ClassState, hold_ns: u64) {
+    class.count.fetch_add(1, Ordering::Relaxed);
+    class.total_ns.fetch_add(hold_ns, Ordering::Relaxed);
+    class.max_ns.fetch_max(hold_ns, Ordering::Relaxed);
+    if hold_ns > HOLD_GUIDANCE_NS {
+        class.over_guidance.fetch_add(1, Ordering::Relaxed);
     }
-
-    fn record(&self, hold_ns: u64) {
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.total_ns.fetch_add(hold_ns, Ordering::Relaxed);
-        self.max_ns.fetch_max(hold_ns, Ordering::Relaxed);
-        if hold_ns > HOLD_GUIDANCE_NS {
-            self.over_guidance.fetch_add(1, Ordering::Relaxed);
-        }
-        let bucket = (u64::BITS - 1).saturating_sub(hold_ns.max(1).leading_zeros()) as usize;
-        self.histogram[bucket.min(HISTOGRAM_BUCKETS - 1)].fetch_add(1, Ordering::Relaxed);
-    }
+    let bucket = (u64::BITS - 1).saturating_sub(hold_ns.max(1).leading_zeros()) as usize;
+    class.histogram[bucket.min(HISTOGRAM_BUCKETS - 1)].fetch_add(1, Ordering::Relaxed);
 }
 
 impl LockClass {
@@ -184,77 +189,104 @@ impl LockClass {
     }
 }
 
-/// The thread holding a lock, 0 if none.
-pub(crate) struct Owner(AtomicUsize);
+/// The token of the scope holding a lock, 0 if none (or if the acquisition
+/// could not be tracked).
+pub(crate) struct Owner(AtomicU64);
 
 impl Owner {
     pub(crate) const fn new() -> Self {
-        Self(AtomicUsize::new(0))
+        Self(AtomicU64::new(0))
     }
 }
 
 /// What the validator remembers about one acquisition or scope until its
 /// end.
 pub(crate) struct Ticket {
-    /// The thread that made the entry.
-    owner: usize,
-    /// Whether the entry opens a scope.
-    scope: bool,
-    /// The table slot, or `NO_SLOT` if the table was full.
+    /// The context, or `NO_SLOT` if none could be claimed.
+    context: usize,
+    /// The context's token when the entry was made (0: no context).
+    token: u64,
+    /// The held-lock slot in the context, or `NO_SLOT` (a scope, or a lock
+    /// the full table could not record).
     slot: usize,
-    /// For a scope the table could not record: its entry in
-    /// `UNRECORDED`, or `NO_SLOT` if that was full too.
-    unrecorded: usize,
-    /// Position in the global order of entries (younger entries are larger).
+    /// A number no other entry has.
     seq: u64,
     start_ns: u64,
     /// Whether the hold time goes into the class's statistics.
     measured: bool,
 }
 
-const NO_SLOT: usize = usize::MAX;
+impl Ticket {
+    const fn untracked() -> Self {
+        Self {
+            context: NO_SLOT,
+            token: 0,
+            slot: NO_SLOT,
+            seq: 0,
+            start_ns: 0,
+            measured: false,
+        }
+    }
+}
 
-/// One tracked entry: a held lock, or an open scope. Only the owning thread
-/// writes the fields after claiming `owner`, and only it reads them.
-struct Slot {
-    /// The thread, 0 if free.
-    owner: AtomicUsize,
+/// A lock held in a context. Claimed by its `seq` (0: free).
+struct Held {
     seq: AtomicU64,
-    /// The lock's class (null for a scope without a lock).
     class: AtomicPtr<LockClass>,
     subclass: AtomicU32,
     /// Order-graph node + 1 (0: none).
     node: AtomicU32,
-    /// Whether the entry opens a scope (a DPC routine, `at_dispatch_level`,
-    /// or the raising `Lock::with`).
-    scope: AtomicBool,
+}
+
+/// What one processor (kernel) or thread (host) holds while inside a scope.
+/// Only the thread that claimed it touches it, except that a release by
+/// another thread (unsafe code sending a guard) frees its slot.
+struct Context {
+    /// The claiming thread (`Platform::current_thread`), 0 if free.
+    thread: AtomicUsize,
+    /// Set once any thread has looked here for a free context, so that a
+    /// search can stop at the first context never looked at.
+    seen: AtomicBool,
+    /// The outermost open scope's token (serial and index), 0 if free.
+    token: AtomicU64,
+    /// Open scopes, recorded or not.
+    depth: AtomicU32,
+    /// Held locks the full `held` could not record.
+    unrecorded: AtomicU32,
+    held: [Held; MAX_HELD],
 }
 
 #[allow(clippy::declare_interior_mutable_const)]
-const FREE_SLOT: Slot = Slot {
-    owner: AtomicUsize::new(0),
-    seq: ZERO_U64,
+const FREE_HELD: Held = Held {
+    seq: AtomicU64::new(0),
     class: AtomicPtr::new(core::ptr::null_mut()),
-    subclass: ZERO_U32,
-    node: ZERO_U32,
-    scope: AtomicBool::new(false),
+    subclass: AtomicU32::new(0),
+    node: AtomicU32::new(0),
 };
+#[allow(clippy::declare_interior_mutable_const)]
+const FREE_CONTEXT: Context = Context {
+    thread: AtomicUsize::new(0),
+    seen: AtomicBool::new(false),
+    token: AtomicU64::new(0),
+    depth: AtomicU32::new(0),
+    unrecorded: AtomicU32::new(0),
+    held: [FREE_HELD; MAX_HELD],
+};
+#[allow(clippy::declare_interior_mutable_const)]
+const NO_EDGES: [AtomicU64; NODE_WORDS] = [const { AtomicU64::new(0) }; NODE_WORDS];
 
-static SLOTS: [Slot; MAX_HELD] = [FREE_SLOT; MAX_HELD];
-static NEXT_SEQ: AtomicU64 = AtomicU64::new(1);
-/// The threads of scopes open right now that the full table could not
-/// record, one entry per scope. A thread with one cannot tell which of its
-/// scopes is the outermost, so it judges no leak (a guard taken on an
-/// unrecorded outer scope's proof would look leaked when an inner scope
-/// ends); every other thread still does.
-static UNRECORDED: [AtomicUsize; MAX_UNRECORDED] = [ZERO_USIZE; MAX_UNRECORDED];
-/// Unrecorded scopes that found `UNRECORDED` full as well: while there is
-/// one, no thread judges leaks, since any could be its owner.
-static UNRECORDED_OVERFLOW: AtomicUsize = AtomicUsize::new(0);
+static CONTEXTS: [Context; MAX_CONTEXTS] = [FREE_CONTEXT; MAX_CONTEXTS];
+/// Serial numbers of scopes and entries; never reused (2^56 of them).
+static NEXT_SERIAL: AtomicU64 = AtomicU64::new(1);
+/// lockdep's graph lock: held while a new edge is checked and added, and a
+/// node assigned.
+static GRAPH_LOCK: AtomicBool = AtomicBool::new(false);
 static NEXT_NODE: AtomicU32 = AtomicU32::new(0);
 /// `EDGES[a]` has bit `b` set once node `b` was acquired while `a` was held.
-static EDGES: [AtomicU64; MAX_NODES] = [ZERO_U64; MAX_NODES];
+static EDGES: [[AtomicU64; NODE_WORDS]; MAX_NODES] = [NO_EDGES; MAX_NODES];
 static LAST_HELD_AT_SCOPE_END: AtomicPtr<LockClass> = AtomicPtr::new(core::ptr::null_mut());
+/// Set when any thread skipped an IRQL check since the last reset.
+static IRQL_UNCHECKED: AtomicBool = AtomicBool::new(false);
 
 static RECURSIVE_ACQUIRES: AtomicU64 = AtomicU64::new(0);
 static FOREIGN_RELEASES: AtomicU64 = AtomicU64::new(0);
@@ -269,12 +301,14 @@ fn count(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
-/// The report for platform `P`, whose IRQL model decides `irql_checks`.
+/// The report for platform `P`.
 #[must_use]
 pub fn report<P: Platform>() -> Report {
+    let all_checked =
+        !IRQL_UNCHECKED.load(Ordering::Relaxed) && P::irql_model() == IrqlModel::Modelled;
     Report {
-        irql_checks: u32::from(P::irql_model() == IrqlModel::Modelled),
-        classes: NEXT_NODE.load(Ordering::Relaxed).min(MAX_NODES as u32),
+        irql_checks: u32::from(all_checked),
+        classes: NEXT_NODE.load(Ordering::Relaxed),
         violations: Violations {
             recursive_acquires: RECURSIVE_ACQUIRES.load(Ordering::Relaxed),
             foreign_releases: FOREIGN_RELEASES.load(Ordering::Relaxed),
@@ -288,7 +322,8 @@ pub fn report<P: Platform>() -> Report {
     }
 }
 
-/// Zeroes the violation counters (the order graph keeps what it learned).
+/// Zeroes the violation counters and forgets that IRQL checks were skipped
+/// (the order graph keeps what it learned).
 pub fn reset_violations() {
     for counter in [
         &RECURSIVE_ACQUIRES,
@@ -302,192 +337,249 @@ pub fn reset_violations() {
     ] {
         counter.store(0, Ordering::Relaxed);
     }
+    IRQL_UNCHECKED.store(false, Ordering::Relaxed);
     LAST_HELD_AT_SCOPE_END.store(core::ptr::null_mut(), Ordering::Relaxed);
 }
 
-/// The class of the last lock found still held when its scope ended.
+/// The class of the last lock found still held when its scope ended (a
+/// lock the full table could not record is counted but not named).
 #[must_use]
 pub fn last_held_at_scope_end() -> Option<&'static LockClass> {
     let class = LAST_HELD_AT_SCOPE_END.load(Ordering::Acquire);
-    // SAFETY: only ever set from a `&'static LockClass` (see `claim`).
+    // SAFETY: only ever set from a `&'static LockClass` (see `record_held`).
     unsafe { class.cast_const().as_ref() }
 }
 
-/// The order-graph node of `class`/`subclass`, assigning one on first use;
-/// `None` when the graph is full or the subclass out of range.
-fn node_of(class: &LockClass, subclass: u8) -> Option<usize> {
-    let cell = class.checked.nodes.get(usize::from(subclass))?;
-    let id = cell.load(Ordering::Acquire);
-    if id != 0 {
-        return Some(id as usize - 1);
+/// Whether the IRQL checks can run here; remembers, for every thread's
+/// report, when they cannot.
+fn irql_modelled<P: Platform>() -> bool {
+    let modelled = P::irql_model() == IrqlModel::Modelled;
+    if !modelled {
+        IRQL_UNCHECKED.store(true, Ordering::Relaxed);
     }
-    let fresh = NEXT_NODE.fetch_add(1, Ordering::Relaxed);
-    if fresh as usize >= MAX_NODES {
-        NEXT_NODE.fetch_sub(1, Ordering::Relaxed);
+    modelled
+}
+
+// The contexts.
+
+/// Where `thread`'s search for a context starts.
+fn home(thread: usize) -> usize {
+    let mixed = (thread as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
+    mixed as usize % MAX_CONTEXTS
+}
+
+/// The index of the context `thread` holds, if it is inside a scope.
+fn find(thread: usize) -> Option<usize> {
+    let start = home(thread);
+    for i in 0..MAX_CONTEXTS {
+        let index = (start + i) % MAX_CONTEXTS;
+        let context = &CONTEXTS[index];
+        if context.thread.load(Ordering::Relaxed) == thread {
+            return Some(index);
+        }
+        // `thread` marked every context it passed on its way to its own:
+        // one it never looked at lies beyond it.
+        if !context.seen.load(Ordering::Relaxed) {
+            return None;
+        }
+    }
+    None
+}
+
+/// The current context of the calling thread, if it is inside a scope.
+/// Below `DISPATCH_LEVEL` no scope is open, and the search is skipped.
+fn current<P: Platform>(thread: usize) -> Option<usize> {
+    if P::irql_model() == IrqlModel::Modelled && P::current_irql() < Irql::DISPATCH {
         return None;
     }
-    match cell.compare_exchange(0, fresh + 1, Ordering::AcqRel, Ordering::Acquire) {
-        Ok(_) => Some(fresh as usize),
-        Err(theirs) => {
-            // Another processor assigned it first: give `fresh` back unless
-            // a later node was handed out meanwhile.
-            let _ =
-                NEXT_NODE.compare_exchange(fresh + 1, fresh, Ordering::Relaxed, Ordering::Relaxed);
-            Some(theirs as usize - 1)
-        }
-    }
+    find(thread)
 }
 
-/// Whether the order graph has a path `from` → … → `to`.
-fn reaches(from: usize, to: usize) -> bool {
-    let (mut visited, mut frontier) = (0_u64, 1_u64 << from);
-    while frontier != 0 {
-        if frontier & (1 << to) != 0 {
-            return true;
-        }
-        visited |= frontier;
-        let mut next = 0;
-        let mut rest = frontier;
-        while rest != 0 {
-            let node = rest.trailing_zeros() as usize;
-            rest &= rest - 1;
-            next |= EDGES[node].load(Ordering::Acquire);
-        }
-        frontier = next & !visited;
-    }
-    false
-}
-
-/// Claims a slot for a new entry of `me`.
-fn claim(me: usize, class: Option<&'static LockClass>, subclass: u8, scope: bool) -> Ticket {
-    let seq = NEXT_SEQ.fetch_add(1, Ordering::Relaxed);
-    let slot = SLOTS.iter().position(|slot| {
-        slot.owner
-            .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
+/// Claims a free context for `thread`, whose outermost scope begins.
+fn claim_context(thread: usize) -> Option<usize> {
+    let start = home(thread);
+    for i in 0..MAX_CONTEXTS {
+        let index = (start + i) % MAX_CONTEXTS;
+        let context = &CONTEXTS[index];
+        context.seen.store(true, Ordering::Relaxed);
+        if context
+            .thread
+            .compare_exchange(0, thread, Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
-    });
-    let Some(index) = slot else {
-        count(&UNTRACKED);
-        let mut unrecorded = NO_SLOT;
-        if scope {
-            match UNRECORDED.iter().position(|entry| {
-                entry
-                    .compare_exchange(0, me, Ordering::AcqRel, Ordering::Relaxed)
-                    .is_ok()
-            }) {
-                Some(entry) => unrecorded = entry,
-                None => {
-                    UNRECORDED_OVERFLOW.fetch_add(1, Ordering::AcqRel);
-                }
-            }
-        }
-        return Ticket {
-            owner: me,
-            scope,
-            slot: NO_SLOT,
-            unrecorded,
-            seq,
-            start_ns: 0,
-            measured: false,
-        };
-    };
-    let slot = &SLOTS[index];
-    let node = class.and_then(|class| node_of(class, subclass));
-    slot.seq.store(seq, Ordering::Relaxed);
-    slot.class.store(
-        class.map_or(core::ptr::null_mut(), |c| core::ptr::from_ref(c).cast_mut()),
-        Ordering::Relaxed,
-    );
-    slot.subclass.store(u32::from(subclass), Ordering::Relaxed);
-    slot.node
-        .store(node.map_or(0, |n| n as u32 + 1), Ordering::Relaxed);
-    slot.scope.store(scope, Ordering::Relaxed);
-    Ticket {
-        owner: me,
-        scope,
-        slot: index,
-        unrecorded: NO_SLOT,
-        seq,
-        start_ns: 0,
-        measured: true,
-    }
-}
-
-fn free(ticket: &Ticket) {
-    let Some(slot) = SLOTS.get(ticket.slot) else {
-        if ticket.scope {
-            match UNRECORDED.get(ticket.unrecorded) {
-                Some(entry) => entry.store(0, Ordering::Release),
-                None => {
-                    UNRECORDED_OVERFLOW.fetch_sub(1, Ordering::AcqRel);
-                }
-            }
-        }
-        return;
-    };
-    // Only while the slot still holds this entry: an outermost scope may
-    // have freed it already (a leak), and another entry reuse it since.
-    // Another thread's entry has another owner (the compare-exchange); a
-    // later entry of the same thread, another sequence number.
-    if slot.seq.load(Ordering::Relaxed) == ticket.seq {
-        let _ = slot
-            .owner
-            .compare_exchange(ticket.owner, 0, Ordering::Release, Ordering::Relaxed);
-    }
-}
-
-/// The entries of `me`, with their slots.
-fn entries_of(me: usize) -> impl Iterator<Item = &'static Slot> {
-    SLOTS
-        .iter()
-        .filter(move |slot| slot.owner.load(Ordering::Relaxed) == me)
-}
-
-/// Ends the scope `ticket` of `me`: if it is the thread's outermost open
-/// scope, every lock taken after it and still held was leaked.
-fn end_scope(me: usize, ticket: &Ticket) {
-    let outermost = !entries_of(me).any(|slot| {
-        slot.scope.load(Ordering::Relaxed) && slot.seq.load(Ordering::Relaxed) < ticket.seq
-    });
-    let unsure = UNRECORDED_OVERFLOW.load(Ordering::Acquire) != 0
-        || UNRECORDED
-            .iter()
-            .any(|entry| entry.load(Ordering::Acquire) == me);
-    if !outermost || unsure {
-        // An inner scope: a lock taken inside it may legitimately outlive
-        // it on the outer scope's proof; the outer scope judges. (And while
-        // one of this thread's scopes went unrecorded, this one may be inner
-        // without knowing.)
-        return;
-    }
-    for slot in entries_of(me) {
-        if slot.seq.load(Ordering::Relaxed) > ticket.seq && !slot.scope.load(Ordering::Relaxed) {
-            count(&HELD_AT_SCOPE_END);
-            LAST_HELD_AT_SCOPE_END.store(slot.class.load(Ordering::Relaxed), Ordering::Release);
-            // The lock stays held; the thread no longer is in any sense that
-            // matters to order checking.
-            slot.owner.store(0, Ordering::Release);
+        {
+            let serial = NEXT_SERIAL.fetch_add(1, Ordering::Relaxed);
+            context
+                .token
+                .store(serial << CONTEXT_BITS | index as u64, Ordering::Release);
+            context.depth.store(0, Ordering::Relaxed);
+            return Some(index);
         }
     }
+    None
 }
 
-/// Opens a scope (`at_dispatch_level`, a DPC routine) on the current thread.
+/// Opens a scope (`at_dispatch_level`, a DPC routine, the raising
+/// `Lock::with`) on the current thread.
 pub(crate) fn enter_scope<P: Platform>() -> Ticket {
-    claim(P::current_thread(), None, 0, true)
+    let thread = P::current_thread();
+    let Some(index) = find(thread).or_else(|| claim_context(thread)) else {
+        count(&UNTRACKED);
+        return Ticket::untracked();
+    };
+    let context = &CONTEXTS[index];
+    context.depth.fetch_add(1, Ordering::Relaxed);
+    Ticket {
+        context: index,
+        token: context.token.load(Ordering::Relaxed),
+        slot: NO_SLOT,
+        seq: NEXT_SERIAL.fetch_add(1, Ordering::Relaxed),
+        start_ns: 0,
+        measured: false,
+    }
 }
 
 /// Closes a scope opened by [`enter_scope`] on the same thread. A scope
 /// must end at `DISPATCH_LEVEL`, as it began: anything else means unsafe
 /// code lowered the IRQL inside it, and is counted with the releases.
 pub(crate) fn exit_scope<P: Platform>(ticket: &Ticket) {
-    if P::irql_model() == IrqlModel::Modelled && P::current_irql() != Irql::DISPATCH {
+    if irql_modelled::<P>() && P::current_irql() != Irql::DISPATCH {
         count(&IRQL_AT_RELEASE);
     }
-    end_scope(P::current_thread(), ticket);
-    free(ticket);
+    end_scope(ticket);
 }
 
-/// Checks made before the raw acquire; returns the acquiring thread.
+/// Ends the scope `ticket`. The outermost one reports every lock its
+/// context still holds (recorded or not) as leaked, and frees the context.
+fn end_scope(ticket: &Ticket) {
+    let Some(context) = CONTEXTS.get(ticket.context) else {
+        return;
+    };
+    if context.token.load(Ordering::Relaxed) != ticket.token
+        || context.depth.fetch_sub(1, Ordering::Relaxed) != 1
+    {
+        // An inner scope: a lock taken inside it may legitimately outlive
+        // it on an outer scope's proof; the outermost scope judges.
+        return;
+    }
+    for held in &context.held {
+        if held.seq.load(Ordering::Relaxed) != 0 {
+            count(&HELD_AT_SCOPE_END);
+            LAST_HELD_AT_SCOPE_END.store(held.class.load(Ordering::Relaxed), Ordering::Release);
+            held.seq.store(0, Ordering::Relaxed);
+        }
+    }
+    let unrecorded = context.unrecorded.swap(0, Ordering::Relaxed);
+    HELD_AT_SCOPE_END.fetch_add(u64::from(unrecorded), Ordering::Relaxed);
+    // The leaked locks keep this token as their owner: once it is no
+    // context's, they are known to be leaked (see `before_acquire`).
+    context.token.store(0, Ordering::Release);
+    context.thread.store(0, Ordering::Release);
+}
+
+// The order graph.
+
+/// Runs `f` holding the graph lock, at `DISPATCH_LEVEL` so that no DPC can
+/// interrupt the holder on its processor and spin on it.
+fn with_graph_lock<P: Platform, R>(f: impl FnOnce() -> R) -> R {
+    let below = P::irql_model() == IrqlModel::NotModelled || P::current_irql() < Irql::DISPATCH;
+    // SAFETY: raising to DISPATCH_LEVEL from below it, lowered back below on
+    // this processor with no lock taken in between.
+    let previous = below.then(|| unsafe { P::raise_irql(Irql::DISPATCH) });
+    while GRAPH_LOCK
+        .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
+        core::hint::spin_loop();
+    }
+    let result = f();
+    GRAPH_LOCK.store(false, Ordering::Release);
+    if let Some(previous) = previous {
+        // SAFETY: what the raise above returned.
+        unsafe { P::lower_irql(previous) };
+    }
+    result
+}
+
+/// The order-graph node of `class`/`subclass`, assigning one on first use;
+/// `None` when the graph is full or the subclass out of range.
+fn node_of<P: Platform>(class: &LockClass, subclass: u8) -> Option<usize> {
+    let cell = class.checked.nodes.get(usize::from(subclass))?;
+    let id = cell.load(Ordering::Acquire);
+    if id != 0 {
+        return Some(id as usize - 1);
+    }
+    with_graph_lock::<P, _>(|| {
+        let id = cell.load(Ordering::Relaxed);
+        if id != 0 {
+            return Some(id as usize - 1);
+        }
+        let fresh = NEXT_NODE.load(Ordering::Relaxed);
+        if fresh as usize >= MAX_NODES {
+            return None;
+        }
+        NEXT_NODE.store(fresh + 1, Ordering::Relaxed);
+        cell.store(fresh + 1, Ordering::Release);
+        Some(fresh as usize)
+    })
+}
+
+fn has_edge(from: usize, to: usize, order: Ordering) -> bool {
+    EDGES[from][to / 64].load(order) & (1 << (to % 64)) != 0
+}
+
+/// Whether the order graph has a path `from` → … → `to` (graph lock held).
+fn reaches(from: usize, to: usize) -> bool {
+    let mut visited = [0_u64; NODE_WORDS];
+    let mut frontier = [0_u64; NODE_WORDS];
+    frontier[from / 64] = 1 << (from % 64);
+    loop {
+        if frontier[to / 64] & (1 << (to % 64)) != 0 {
+            return true;
+        }
+        let mut next = [0_u64; NODE_WORDS];
+        for (word, bits) in frontier.iter().enumerate() {
+            visited[word] |= bits;
+            let mut rest = *bits;
+            while rest != 0 {
+                let node = word * 64 + rest.trailing_zeros() as usize;
+                rest &= rest - 1;
+                for (n, edges) in next.iter_mut().zip(&EDGES[node]) {
+                    *n |= edges.load(Ordering::Relaxed);
+                }
+            }
+        }
+        let mut any = false;
+        for (n, v) in next.iter_mut().zip(&visited) {
+            *n &= !v;
+            any |= *n != 0;
+        }
+        if !any {
+            return false;
+        }
+        frontier = next;
+    }
+}
+
+/// Records the edge `outer` → `new`, counting an inversion if it closes a
+/// cycle. The search and the addition are one step under the graph lock.
+fn add_edge<P: Platform>(outer: usize, new: usize) {
+    if has_edge(outer, new, Ordering::Acquire) {
+        return;
+    }
+    with_graph_lock::<P, _>(|| {
+        if has_edge(outer, new, Ordering::Relaxed) {
+            return;
+        }
+        if reaches(new, outer) {
+            count(&ORDER_INVERSIONS);
+        }
+        EDGES[outer][new / 64].fetch_or(1 << (new % 64), Ordering::Release);
+    });
+}
+
+// Acquisitions and releases.
+
+/// Checks made before the raw acquire; passes on the acquiring thread.
 pub(crate) fn before_acquire<P: Platform>(
     lock: usize,
     owner: &Owner,
@@ -496,7 +588,7 @@ pub(crate) fn before_acquire<P: Platform>(
     mode: Mode,
 ) -> usize {
     let me = P::current_thread();
-    if P::irql_model() == IrqlModel::Modelled {
+    if irql_modelled::<P>() {
         let irql = P::current_irql();
         let ok = match mode {
             Mode::Raising => irql <= Irql::DISPATCH,
@@ -506,43 +598,61 @@ pub(crate) fn before_acquire<P: Platform>(
             count(&IRQL_AT_ACQUIRE);
         }
     }
-    if owner.0.load(Ordering::Relaxed) == me {
-        count(&RECURSIVE_ACQUIRES);
-        P::fail_stop(
-            "recursive acquire: the current thread already holds this spin lock, or a guard of it was leaked on this thread (in the kernel: by this thread or by a DPC that interrupted it)",
-            lock,
-        );
+    let context = current::<P>(me).map(|index| &CONTEXTS[index]);
+    let holder = owner.0.load(Ordering::Acquire);
+    if holder != 0 {
+        let mine = context.is_some_and(|c| c.token.load(Ordering::Relaxed) == holder);
+        // The holder's scope has ended if its context no longer has its
+        // token; the owner is cleared before that scope ends, so reading the
+        // same owner again after seeing the end means it never was.
+        let scope_ended = || {
+            let index = (holder & ((1 << CONTEXT_BITS) - 1)) as usize;
+            CONTEXTS
+                .get(index)
+                .is_some_and(|c| c.token.load(Ordering::Acquire) != holder)
+                && owner.0.load(Ordering::Acquire) == holder
+        };
+        if mine {
+            count(&RECURSIVE_ACQUIRES);
+            P::fail_stop(
+                "recursive acquire: the current scope already holds this spin lock",
+                lock,
+            );
+        } else if scope_ended() {
+            count(&RECURSIVE_ACQUIRES);
+            P::fail_stop(
+                "acquire of a leaked lock: a guard of it was leaked in a scope that has ended, so it stays held and this acquire would spin forever",
+                lock,
+            );
+        }
     }
-    let new = node_of(class, subclass);
+    let Some(context) = context else {
+        return me;
+    };
+    let new = node_of::<P>(class, subclass);
     if new.is_none() {
         count(&UNTRACKED);
     }
     let class_ptr = core::ptr::from_ref(class).cast_mut();
-    for held in entries_of(me) {
-        if held.class.load(Ordering::Relaxed) != class_ptr {
-            // Another class: an edge held → new.
-            let (Some(new), Some(outer)) = (new, node_index(held)) else {
-                continue;
-            };
-            if EDGES[outer].load(Ordering::Relaxed) & (1 << new) == 0 && reaches(new, outer) {
-                count(&ORDER_INVERSIONS);
-            }
-            EDGES[outer].fetch_or(1 << new, Ordering::AcqRel);
-        } else if held.subclass.load(Ordering::Relaxed) == u32::from(subclass) {
+    for held in &context.held {
+        if held.seq.load(Ordering::Relaxed) == 0 {
+            continue;
+        }
+        if held.class.load(Ordering::Relaxed) == class_ptr
+            && held.subclass.load(Ordering::Relaxed) == u32::from(subclass)
+        {
             count(&SAME_CLASS_NESTING);
         } else if let (Some(new), Some(outer)) = (new, node_index(held)) {
-            // The same class as another subclass: ordered like two classes.
-            if EDGES[outer].load(Ordering::Relaxed) & (1 << new) == 0 && reaches(new, outer) {
-                count(&ORDER_INVERSIONS);
-            }
-            EDGES[outer].fetch_or(1 << new, Ordering::AcqRel);
+            // Another class, or the same class as another subclass: an
+            // edge held → new.
+            add_edge::<P>(outer, new);
         }
     }
     me
 }
 
-fn node_index(slot: &Slot) -> Option<usize> {
-    match slot.node.load(Ordering::Relaxed) {
+fn node_index(held: &Held) -> Option<usize> {
+    match held.node.load(Ordering::Relaxed) {
         0 => None,
         node => Some(node as usize - 1),
     }
@@ -558,11 +668,63 @@ pub(crate) fn after_acquire<P: Platform>(
     me: usize,
     measured: bool,
 ) -> Ticket {
-    owner.0.store(me, Ordering::Relaxed);
-    let mut ticket = claim(me, Some(class), subclass, mode == Mode::Raising);
+    let mut ticket = if mode == Mode::Raising {
+        // `Lock::with` is a scope as well as a lock.
+        enter_scope::<P>()
+    } else {
+        match find(me) {
+            Some(index) => Ticket {
+                context: index,
+                token: CONTEXTS[index].token.load(Ordering::Relaxed),
+                slot: NO_SLOT,
+                seq: 0,
+                start_ns: 0,
+                measured: false,
+            },
+            None => {
+                // Only a scope whose context could not be claimed gets here.
+                count(&UNTRACKED);
+                Ticket::untracked()
+            }
+        }
+    };
+    if let Some(context) = CONTEXTS.get(ticket.context) {
+        owner.0.store(ticket.token, Ordering::Release);
+        record_held::<P>(context, &mut ticket, class, subclass);
+    }
     ticket.measured = measured;
     ticket.start_ns = P::now_ns();
     ticket
+}
+
+/// Records a held lock in its context's table, or counts it there when the
+/// table is full.
+fn record_held<P: Platform>(
+    context: &Context,
+    ticket: &mut Ticket,
+    class: &'static LockClass,
+    subclass: u8,
+) {
+    let seq = NEXT_SERIAL.fetch_add(1, Ordering::Relaxed);
+    let slot = context.held.iter().position(|held| {
+        held.seq
+            .compare_exchange(0, seq, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    });
+    let Some(index) = slot else {
+        count(&UNTRACKED);
+        context.unrecorded.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    let held = &context.held[index];
+    let node = node_of::<P>(class, subclass);
+    held.class
+        .store(core::ptr::from_ref(class).cast_mut(), Ordering::Relaxed);
+    held.subclass.store(u32::from(subclass), Ordering::Relaxed);
+    held.node
+        .store(node.map_or(0, |n| n as u32 + 1), Ordering::Relaxed);
+    ticket.slot = index;
+    ticket.seq = seq;
 }
 
 /// All the bookkeeping of a release, done before the raw release.
@@ -574,19 +736,39 @@ pub(crate) fn before_release<P: Platform>(
 ) {
     let end_ns = P::now_ns();
     let me = P::current_thread();
-    if owner.0.load(Ordering::Relaxed) != me {
-        count(&FOREIGN_RELEASES);
+    if ticket.token != 0 {
+        // (`find`, not `current`: unsafe code may have lowered the IRQL.)
+        let mine = find(me).map(|index| CONTEXTS[index].token.load(Ordering::Relaxed));
+        if mine != Some(ticket.token) {
+            count(&FOREIGN_RELEASES);
+        }
     }
-    if P::irql_model() == IrqlModel::Modelled && P::current_irql() != Irql::DISPATCH {
+    if irql_modelled::<P>() && P::current_irql() != Irql::DISPATCH {
         count(&IRQL_AT_RELEASE);
     }
-    if mode == Mode::Raising {
-        // `Lock::with` is a scope as well as a lock.
-        end_scope(me, ticket);
+    owner.0.store(0, Ordering::Release);
+    if let Some(context) = CONTEXTS.get(ticket.context) {
+        match context.held.get(ticket.slot) {
+            Some(held) => {
+                // Only while the slot still holds this entry: the outermost
+                // scope may have judged it leaked and freed it.
+                let _ =
+                    held.seq
+                        .compare_exchange(ticket.seq, 0, Ordering::Release, Ordering::Relaxed);
+            }
+            None if context.token.load(Ordering::Relaxed) == ticket.token => {
+                let _ =
+                    context
+                        .unrecorded
+                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+            }
+            None => {}
+        }
     }
-    owner.0.store(0, Ordering::Relaxed);
-    free(ticket);
+    if mode == Mode::Raising {
+        end_scope(ticket);
+    }
     if ticket.measured {
-        class.checked.record(end_ns.saturating_sub(ticket.start_ns));
+        record_hold(&class.checked, end_ns.saturating_sub(ticket.start_ns));
     }
 }

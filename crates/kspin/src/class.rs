@@ -2,6 +2,9 @@
 //! builds, the unit of lock-order checking and hold-time statistics (as in
 //! lockdep, locks made at one place share a class).
 
+#[cfg(feature = "checked")]
+use core::sync::atomic::{AtomicU32, AtomicU64};
+
 /// A lock class: a name, and in checked builds its order-graph node and
 /// hold-time statistics. Create one per lock-creation site with
 /// [`lock_class!`](crate::lock_class), or as a `static`.
@@ -13,7 +16,41 @@
 pub struct LockClass {
     name: &'static str,
     #[cfg(feature = "checked")]
-    pub(crate) checked: crate::checked::ClassState,
+    pub(crate) checked: ClassState,
+}
+
+/// Buckets of a class's hold-time histogram (see `checked::HoldStats`).
+#[cfg(feature = "checked")]
+pub(crate) const HISTOGRAM_BUCKETS: usize = 32;
+/// Subclasses a class can have (`0..MAX_SUBCLASSES`).
+#[cfg(feature = "checked")]
+pub(crate) const MAX_SUBCLASSES: usize = 8;
+
+/// What the validator keeps for one lock class: its order-graph nodes and
+/// hold-time statistics. Plain data here; `checked` gives it meaning.
+#[cfg(feature = "checked")]
+pub(crate) struct ClassState {
+    /// Order-graph node + 1 of each subclass; 0 until first acquired.
+    pub(crate) nodes: [AtomicU32; MAX_SUBCLASSES],
+    pub(crate) count: AtomicU64,
+    pub(crate) total_ns: AtomicU64,
+    pub(crate) max_ns: AtomicU64,
+    pub(crate) over_guidance: AtomicU64,
+    pub(crate) histogram: [AtomicU64; HISTOGRAM_BUCKETS],
+}
+
+#[cfg(feature = "checked")]
+impl ClassState {
+    const fn new() -> Self {
+        Self {
+            nodes: [const { AtomicU32::new(0) }; MAX_SUBCLASSES],
+            count: AtomicU64::new(0),
+            total_ns: AtomicU64::new(0),
+            max_ns: AtomicU64::new(0),
+            over_guidance: AtomicU64::new(0),
+            histogram: [const { AtomicU64::new(0) }; HISTOGRAM_BUCKETS],
+        }
+    }
 }
 
 impl LockClass {
@@ -24,7 +61,7 @@ impl LockClass {
         Self {
             name,
             #[cfg(feature = "checked")]
-            checked: crate::checked::ClassState::new(),
+            checked: ClassState::new(),
         }
     }
 

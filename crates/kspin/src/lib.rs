@@ -13,6 +13,8 @@
 //! | `VideoPortAcquireSpinLock` | `VideoPortReleaseSpinLock(ext, lock, OldIrql)` | [`Lock::with`] on a video port lock |
 //! | `VideoPortAcquireSpinLockAtDpcLevel` | `VideoPortReleaseSpinLockFromDpcLevel` | [`Lock::lock_at_dpc_level`] on a video port lock |
 //! | `KeRaiseIrql(DISPATCH_LEVEL)` | `KeLowerIrql(OldIrql)` | [`at_dispatch_level`]`(\|at\| …)` |
+//! | `KeAcquireSpinLock`, then `AtDpcLevel` acquisitions inside | `FromDpcLevel`, then `KeReleaseSpinLock` | [`Lock::with_raised`]`(\|data, at\| …)` |
+//! | two locks of one class, lower address first | both `FromDpcLevel` | [`Lock::lock_pair_at_dpc_level`]`(x, y, at)` |
 //!
 //! # The promise, and how it is kept
 //!
@@ -54,8 +56,8 @@
 //! returns, or the IRQL is about to drop below `DISPATCH_LEVEL`) with a lock
 //! taken inside still held, it counts
 //! [`checked::Violations::held_at_scope_end`] and names the lock's class;
-//! and a later acquisition of that lock by the same thread is fail-stopped
-//! as a recursive acquire instead of spinning forever.
+//! and a later acquisition of that lock, by any thread, is fail-stopped
+//! (counted as a recursive acquire) instead of spinning forever.
 //!
 //! # Structure
 //!
@@ -77,9 +79,10 @@ extern crate std;
 
 mod backend;
 pub mod class;
-mod irql;
+mod level;
 mod lock;
 mod platform;
+mod scope;
 #[cfg(feature = "host")]
 mod sync;
 
@@ -92,6 +95,7 @@ pub mod kernel;
 
 pub use backend::Backend;
 pub use class::LockClass;
-pub use irql::{DispatchLevel, Irql, IrqlModel, assume_dispatch_level, at_dispatch_level};
+pub use level::{Irql, IrqlModel};
 pub use lock::{DpcGuard, Lock, Nested};
 pub use platform::Platform;
+pub use scope::{DispatchLevel, assume_dispatch_level, at_dispatch_level};

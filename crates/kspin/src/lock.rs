@@ -22,7 +22,11 @@ use core::{
     ops::{Deref, DerefMut},
 };
 
-use crate::{backend::Backend, class::LockClass, irql::DispatchLevel};
+use crate::{
+    backend::{Backend, Mode},
+    class::LockClass,
+    scope::DispatchLevel,
+};
 
 /// A spin lock that owns the data it protects, like `Mutex<T>`: the data is
 /// reachable only inside an acquisition, and how the lock was acquired
@@ -119,6 +123,30 @@ impl<T: ?Sized, B: Backend> Lock<T, B> {
     #[inline]
     pub fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
         self.raising(0, true, f)
+    }
+
+    /// [`Lock::with`], also lending the proof of `DISPATCH_LEVEL` that
+    /// the raising acquire establishes, for taking further locks with their
+    /// `AtDpcLevel` routines inside it: `KeAcquireSpinLock(a)`,
+    /// `KeAcquireSpinLockAtDpcLevel(b)`, … in C, without a second raise.
+    ///
+    /// ```
+    /// use kspin::host::SpinLock;
+    /// static A: SpinLock<u64> = SpinLock::new(0, kspin::lock_class!("doc.with_raised.a"));
+    /// static B: SpinLock<u64> = SpinLock::new(0, kspin::lock_class!("doc.with_raised.b"));
+    /// A.with_raised(|a, at| {
+    ///     *a += 1;
+    ///     *B.lock_at_dpc_level(at) += 1; // AtDpcLevel: A's acquire raised
+    /// }); // B released, then A with KeReleaseSpinLock(A, OldIrql)
+    /// assert_eq!(A.with(|a| *a) + B.with(|b| *b), 2);
+    /// ```
+    ///
+    /// The proof is lent for the closure's call only, like
+    /// [`crate::at_dispatch_level`]'s: it and every guard made from it are
+    /// gone before the release lowers the IRQL.
+    #[inline]
+    pub fn with_raised<R>(&self, f: impl FnOnce(&mut T, &DispatchLevel<B::Platform>) -> R) -> R {
+        self.raising(0, true, |data| f(data, &DispatchLevel::PROOF))
     }
 
     /// [`Lock::with`], for reading the data in order to report on it: the
@@ -233,19 +261,10 @@ impl<T: ?Sized, B: Backend> Lock<T, B> {
         &self.state
     }
 
-    #[cfg(feature = "checked")]
-    fn address(&self) -> usize {
+    /// The lock's address (that of its backend state, which comes first).
+    fn addr(&self) -> usize {
         core::ptr::from_ref(&self.state).addr()
     }
-}
-
-/// How a lock is acquired, and so released.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Mode {
-    /// The raising routine, around a scope ([`Lock::with`]).
-    Raising,
-    /// The `AtDpcLevel` routine.
-    AtDpcLevel,
 }
 
 /// What the validator remembers about one acquisition.
@@ -277,7 +296,7 @@ impl<T: ?Sized, B: Backend> Lock<T, B> {
         #[cfg(feature = "checked")]
         {
             let me = crate::checked::before_acquire::<B::Platform>(
-                self.address(),
+                self.addr(),
                 &self.owner,
                 self.class,
                 subclass,
@@ -342,6 +361,64 @@ impl<T: ?Sized, B: Backend<Handle = ()>> Lock<T, B> {
         at: &'a DispatchLevel<B::Platform>,
     ) -> DpcGuard<'a, T, B> {
         self.guard_at_dpc_level(0, at)
+    }
+
+    /// Acquires two locks at `DISPATCH_LEVEL`, the one at the lower address
+    /// first, as the kernel's double-lock helpers do: two processors taking
+    /// the same two locks this way, in whatever argument order, cannot
+    /// deadlock. Returns the guards in argument order, or `None` if both are
+    /// the same lock (which cannot be held twice).
+    ///
+    /// This is the way to hold two locks of one class, say two accounts in a
+    /// transfer: `transfer(x, y)` and `transfer(y, x)` take them in one
+    /// order. Nesting them by position with [`Lock::nested`] does not, and
+    /// the checked build cannot see it (a subclass names a position, not a
+    /// lock). The checked build sees a same-class pair as subclasses 0 and 1
+    /// of the class. Two locks of different classes get no fixed order
+    /// between their classes here, so the checked build records the edge of
+    /// each acquisition as it happens: once the two classes have been taken
+    /// both ways round (by pairs whose addresses compared differently, or by
+    /// a pair and a nesting elsewhere), it reports the inversion.
+    ///
+    /// The order is the locks' addresses while both are borrowed, that is
+    /// for as long as either is held: neither can move meanwhile, so every
+    /// processor holding one of them saw the same order.
+    ///
+    /// ```
+    /// use kspin::host::{SpinLock, run_as_dpc};
+    /// let class = kspin::lock_class!("doc.account");
+    /// let (x, y) = (SpinLock::new(100_i64, class), SpinLock::new(0_i64, class));
+    /// let transfer = |from: &SpinLock<i64>, to: &SpinLock<i64>, amount| {
+    ///     run_as_dpc(|at| {
+    ///         let (mut from, mut to) = SpinLock::lock_pair_at_dpc_level(from, to, at)
+    ///             .expect("two accounts");
+    ///         *from -= amount;
+    ///         *to += amount;
+    ///     });
+    /// };
+    /// transfer(&x, &y, 30);
+    /// transfer(&y, &x, 10); // the same order of acquisition: no ABBA
+    /// assert_eq!((x.with(|v| *v), y.with(|v| *v)), (80, 20));
+    /// ```
+    #[inline]
+    pub fn lock_pair_at_dpc_level<'a>(
+        first: &'a Self,
+        second: &'a Self,
+        at: &'a DispatchLevel<B::Platform>,
+    ) -> Option<(DpcGuard<'a, T, B>, DpcGuard<'a, T, B>)> {
+        let (first_at, second_at) = (first.addr(), second.addr());
+        if first_at == second_at {
+            return None;
+        }
+        // Subclasses exist only for the checked build's order graph.
+        let inner = u8::from(core::ptr::eq(first.class, second.class));
+        Some(if first_at < second_at {
+            let low = first.guard_at_dpc_level(0, at);
+            (low, second.guard_at_dpc_level(inner, at))
+        } else {
+            let low = second.guard_at_dpc_level(0, at);
+            (first.guard_at_dpc_level(inner, at), low)
+        })
     }
 
     #[inline]

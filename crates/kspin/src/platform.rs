@@ -1,7 +1,7 @@
 //! Where locks run: how the IRQL is read and changed, and the services the
 //! validator needs.
 
-use crate::irql::{Irql, IrqlModel};
+use crate::level::{Irql, IrqlModel};
 
 /// The IRQL model of an execution environment: the Windows kernel, or the
 /// host simulation used by tests.

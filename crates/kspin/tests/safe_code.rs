@@ -148,11 +148,11 @@ fn guards_in_a_vec_swapped_and_dropped_in_acquisition_order() {
         .map(|_| SpinLock::new(0, lock_class!("s.vec")))
         .collect();
     run_as_dpc(|at| {
-        let mut guards: Vec<Guard<'_>> = locks
-            .iter()
-            .enumerate()
-            .map(|(i, l)| l.nested(i as u8).lock_at_dpc_level(at))
-            .collect();
+        // Two pairs of one class, each taken in address order.
+        let pair = |a, b| SpinLock::lock_pair_at_dpc_level(a, b, at).expect("two locks");
+        let (g0, g1) = pair(&locks[0], &locks[1]);
+        let (g2, g3) = pair(&locks[3], &locks[2]);
+        let mut guards: Vec<Guard<'_>> = vec![g0, g1, g3, g2];
         guards.swap(0, 3);
         let (first, rest) = guards.split_at_mut(1);
         mem::swap(&mut first[0], &mut rest[0]);

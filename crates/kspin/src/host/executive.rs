@@ -3,7 +3,7 @@
 use super::{Host, spin_acquire, spin_release, verify_irql};
 use crate::{
     backend::Backend,
-    irql::Irql,
+    level::Irql,
     platform::Platform,
     sync::{AtomicBool, Ordering},
 };

@@ -23,7 +23,7 @@ pub use queued::{InStackQueued, McsNode};
 pub use videoport::{VideoPort, VideoPortState, VpStatus};
 
 use crate::{
-    irql::{Irql, IrqlModel},
+    level::{Irql, IrqlModel},
     platform::Platform,
 };
 
@@ -65,6 +65,15 @@ static NEXT_THREAD_ID: core::sync::atomic::AtomicUsize = core::sync::atomic::Ato
 /// unavailable. (Per thread, so that tests stay independent.)
 pub fn simulate_unmodelled_irql(unmodelled: bool) {
     MODELLED.with(|m| m.set(!unmodelled));
+}
+
+/// Makes [`Host::current_thread`] return `identity` on this thread from now
+/// on, as a kernel thread created after another exited may get the dead
+/// thread's `KTHREAD` address: for testing that the validator never lets a
+/// later thread inherit an earlier one's records. (0 goes back to this
+/// thread's own number.)
+pub fn simulate_thread_identity(identity: usize) {
+    THREAD_ID.with(|id| id.set(identity));
 }
 
 fn irql() -> Irql {
@@ -140,6 +149,12 @@ unsafe impl Platform for Host {
     fn fail_stop(violation: &'static str, lock: usize) -> ! {
         panic!("kspin checked: {violation} (lock {lock:#x})")
     }
+}
+
+/// [`crate::at_dispatch_level`] on the host platform, without naming it.
+#[inline]
+pub fn at_dispatch_level<R>(f: impl FnOnce(&DispatchLevel) -> R) -> R {
+    crate::at_dispatch_level::<Host, R>(f)
 }
 
 /// Runs `f` as the kernel runs a DPC routine: at `DISPATCH_LEVEL`, with the

@@ -13,7 +13,7 @@ use core::{
 use super::{Host, verify_irql};
 use crate::{
     backend::Backend,
-    irql::Irql,
+    level::Irql,
     lock::Lock,
     platform::Platform,
     sync::{AtomicBool, AtomicPtr, Ordering, spin_loop},

@@ -5,7 +5,7 @@
 use core::ffi::c_void;
 
 use super::{Host, spin_acquire, spin_release, verify_irql};
-use crate::{backend::Backend, irql::Irql, lock::Lock, platform::Platform, sync::AtomicBool};
+use crate::{backend::Backend, level::Irql, lock::Lock, platform::Platform, sync::AtomicBool};
 
 extern crate alloc;
 use alloc::boxed::Box;

@@ -11,7 +11,7 @@
 use core::ffi::c_void;
 
 use super::{DispatchLevel, Kernel, ffi};
-use crate::irql::{Irql, IrqlModel};
+use crate::level::{Irql, IrqlModel};
 use crate::platform::Platform;
 
 /// A DPC routine that receives the proof of `DISPATCH_LEVEL`.

@@ -3,7 +3,7 @@
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 use super::{Kernel, ffi};
-use crate::{backend::Backend, irql::Irql};
+use crate::{backend::Backend, level::Irql};
 
 /// The `KSPIN_LOCK` family: `KeAcquireSpinLockRaiseToDpc` / `KeReleaseSpinLock`
 /// and `KeAcquireSpinLockAtDpcLevel` / `KeReleaseSpinLockFromDpcLevel`.

@@ -28,7 +28,7 @@ pub use queued::InStackQueued;
 pub use videoport::{VideoPort, VideoPortState};
 
 use crate::{
-    irql::{Irql, IrqlModel},
+    level::{Irql, IrqlModel},
     platform::Platform,
 };
 
@@ -45,6 +45,13 @@ pub type QueuedSpinLock<T> = crate::Lock<T, InStackQueued>;
 pub type VideoPortSpinLock<T> = crate::Lock<T, VideoPort>;
 /// The kernel's proof of `DISPATCH_LEVEL`.
 pub type DispatchLevel = crate::DispatchLevel<Kernel>;
+
+/// [`crate::at_dispatch_level`] on the kernel: `KeRaiseIrql(DISPATCH_LEVEL,
+/// &OldIrql)`, `f(at)`, `KeLowerIrql(OldIrql)`, without naming the platform.
+#[inline]
+pub fn at_dispatch_level<R>(f: impl FnOnce(&DispatchLevel) -> R) -> R {
+    crate::at_dispatch_level::<Kernel, R>(f)
+}
 
 /// [`IrqlModel`] as a number: the kernel models IRQL unless told otherwise.
 static IRQL_MODEL: AtomicU32 = AtomicU32::new(IrqlModel::Modelled as u32);

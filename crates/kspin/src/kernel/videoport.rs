@@ -3,7 +3,7 @@
 use core::{ffi::c_void, ptr};
 
 use super::{Kernel, ffi};
-use crate::{backend::Backend, irql::Irql, lock::Lock};
+use crate::{backend::Backend, level::Irql, lock::Lock};
 
 /// The video port family: `VideoPortAcquireSpinLock` / `VideoPortReleaseSpinLock`
 /// and `VideoPortAcquireSpinLockAtDpcLevel` / `VideoPortReleaseSpinLockFromDpcLevel`,

@@ -1,33 +1,11 @@
-//! IRQL values, the `DISPATCH_LEVEL` proof, and the scopes that lend it.
+//! The `DISPATCH_LEVEL` proof, and the scopes that lend it.
 
 use core::marker::PhantomData;
 
-use crate::platform::Platform;
-
-/// An interrupt request level (`KIRQL`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[repr(transparent)]
-pub struct Irql(pub u8);
-
-impl Irql {
-    /// `PASSIVE_LEVEL`: threads, IOCTL dispatch routines.
-    pub const PASSIVE: Self = Self(0);
-    /// `APC_LEVEL`.
-    pub const APC: Self = Self(1);
-    /// `DISPATCH_LEVEL`: DPC routines, code holding a spin lock.
-    pub const DISPATCH: Self = Self(2);
-}
-
-/// Whether a platform's IRQL reads can be trusted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u32)]
-pub enum IrqlModel {
-    /// IRQL reads report the real level: IRQL assertions are on.
-    Modelled = 1,
-    /// The environment does not model IRQL (Wine): IRQL assertions are off
-    /// and reported as unavailable.
-    NotModelled = 0,
-}
+use crate::{
+    level::{Irql, IrqlModel},
+    platform::Platform,
+};
 
 /// Proof that the current processor runs at `DISPATCH_LEVEL`.
 ///
@@ -50,8 +28,9 @@ pub struct DispatchLevel<P: Platform> {
 }
 
 impl<P: Platform> DispatchLevel<P> {
-    /// The proof itself, lent only by the scopes of this crate.
-    const PROOF: Self = Self {
+    /// The proof itself, lent only by the scopes of this crate (always as
+    /// a reference whose lifetime the borrowing closure cannot choose).
+    pub(crate) const PROOF: Self = Self {
         _not_send: PhantomData,
     };
 }
