@@ -1,7 +1,11 @@
 //! The function device object: AddDevice, Plug and Play, power, and the
 //! device extension that holds everything the paths share.
 
-use core::{cell::UnsafeCell, ptr, sync::atomic::AtomicU64};
+use core::{
+    cell::UnsafeCell,
+    ptr,
+    sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
+};
 
 use dpclock_ioctl::{GUID_DEVCLASS_DPCLOCK_SECURITY, GUID_DEVINTERFACE_DPCLOCK, TimerWork};
 use kspin::kernel::{DispatchLevel, dpc::DeferredRoutine};
@@ -25,7 +29,7 @@ use wdk_sys::{
 
 use crate::{
     health::{self, IrpInFlight},
-    ledger::Ledgers,
+    ledger::{Ledgers, now_ns},
     timer::PeriodicTimer,
     wdm::{self, KernelMutex, RemoveLock},
 };
@@ -50,9 +54,22 @@ pub struct DeviceExtension {
     timer_control: KernelMutex,
     /// Burst DPC routines run since the last reset.
     pub burst_runs: AtomicU64,
+    /// The longest DPC routine run (burst or timer) since the last reset, ns.
+    pub max_dpc_ns: AtomicU64,
+    /// The longest section an IOCTL raised to DISPATCH_LEVEL since the last
+    /// reset, ns.
+    pub max_raised_ns: AtomicU64,
+    /// Set once removal begins (SURPRISE_REMOVAL or REMOVE_DEVICE): long
+    /// requests stop at their next chunk, new ones are refused.
+    removing: AtomicBool,
 }
 
 impl DeviceExtension {
+    /// Whether removal has begun.
+    pub fn is_removing(&self) -> bool {
+        self.removing.load(Relaxed)
+    }
+
     /// Starts the periodic timer, or changes its settings. `PASSIVE_LEVEL`.
     pub fn start_timer(&self, settings: TimerWork) {
         let _control = self.timer_control.lock();
@@ -81,7 +98,10 @@ unsafe impl Sync for DeviceExtension {}
 impl DeferredRoutine for DeviceExtension {
     /// The periodic timer's DPC.
     fn run(&self, at: &DispatchLevel) {
+        let start = now_ns();
         self.timer.tick(&self.ledgers, at);
+        self.max_dpc_ns
+            .fetch_max(now_ns().saturating_sub(start), Relaxed);
     }
 }
 
@@ -141,6 +161,9 @@ unsafe fn create_fdo(driver: PDRIVER_OBJECT, pdo: PDEVICE_OBJECT) -> Result<(), 
             timer: PeriodicTimer::uninitialized(),
             timer_control: KernelMutex::uninitialized(),
             burst_runs: AtomicU64::new(0),
+            max_dpc_ns: AtomicU64::new(0),
+            max_raised_ns: AtomicU64::new(0),
+            removing: AtomicBool::new(false),
         });
         RemoveLock::initialize(&raw mut (*ext).remove_lock);
         KernelMutex::initialize(&raw mut (*ext).timer_control);
@@ -206,7 +229,9 @@ pub unsafe extern "C" fn dispatch_pnp(device: *mut DEVICE_OBJECT, irp: *mut IRP)
             status
         }
         IRP_MN_REMOVE_DEVICE => {
-            // No IRP may be inside the driver past this point ...
+            // Long requests stop at their next chunk ...
+            ext.removing.store(true, Relaxed);
+            // ... no IRP may be inside the driver past this point ...
             hold.release_and_wait();
             // ... nor a DPC.
             ext.stop_timer();
@@ -237,6 +262,7 @@ pub unsafe extern "C" fn dispatch_pnp(device: *mut DEVICE_OBJECT, irp: *mut IRP)
             }
         }
         IRP_MN_SURPRISE_REMOVAL => {
+            ext.removing.store(true, Relaxed);
             ext.stop_timer();
             // SAFETY: as for START; then the IRP goes down with success.
             unsafe {

@@ -28,6 +28,9 @@ pub const STATUS_NOT_SUPPORTED: i32 = 0xC000_00BB_u32.cast_signed();
 pub const STATUS_DEVICE_BUSY: i32 = 0x8000_0011_u32.cast_signed();
 /// `STATUS_DELETE_PENDING`: the device is being removed.
 pub const STATUS_DELETE_PENDING: i32 = 0xC000_0056_u32.cast_signed();
+/// `STATUS_CANCELLED`: the request was cancelled (`CancelIoEx`, or its
+/// thread ended) while it ran; it stopped between two chunks.
+pub const STATUS_CANCELLED: i32 = 0xC000_0120_u32.cast_signed();
 
 impl Error {
     /// The NTSTATUS the driver completes the IRP with.

@@ -52,7 +52,7 @@ pub use requests::*;
 pub use stats::*;
 
 /// The protocol version every request and response carries.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 pub mod spec;
 

@@ -301,6 +301,11 @@ pub fn parse_timer_start(input: &[u8], policy: Policy) -> Result<TimerWork, Erro
     if u32_at(input, offset_of!(TimerRequest, reserved)) != 0 {
         return Err(Error::InvalidParameter);
     }
+    // Then the tick's cost, from the fields together: one tick is one DPC
+    // run, and must fit its budget.
+    if !limits::timer_tick_fits(iterations, work) {
+        return Err(Error::InvalidParameter);
+    }
     Ok(TimerWork {
         period_ms,
         tick: LockWork {

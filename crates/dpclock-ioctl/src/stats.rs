@@ -185,12 +185,36 @@ pub struct Stats {
     /// Timer DPCs that returned at once because the previous one was still
     /// running (one tick runs at a time).
     pub timer_skipped: u64,
-    /// Burst DPC routines run since the last reset (one per processor per burst).
+    /// Burst DPC routines run since the last reset (one per processor per
+    /// round of each burst).
     pub burst_dpc_runs: u64,
     /// One per [`LockKind`], in [`LockKind::ALL`] order.
     pub ledgers: [LedgerStats; 3],
     /// The validator's report.
     pub validator: ValidatorStats,
+    /// The driver's own timings since the last reset (every build).
+    pub timings: Timings,
+}
+
+/// What the driver measured of its own time at `DISPATCH_LEVEL`, in every
+/// build, with `KeQueryPerformanceCounter`; the maxima are kept outside the
+/// locks. Each must stay within its budget ([`crate::limits`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Timings {
+    /// Longest spin-lock hold of the ledger locks, ns (from just after the
+    /// acquire returned to just before the release).
+    pub max_hold_ns: u64,
+    /// Longest DPC routine run (a burst DPC or a timer tick), ns.
+    pub max_dpc_ns: u64,
+    /// Longest section an IOCTL raised to `DISPATCH_LEVEL` (one
+    /// `LOCK_DISPATCH` chunk, timed from before the raise to after the
+    /// lower), ns.
+    pub max_raised_ns: u64,
+    /// Timer ticks skipped because they came less than half a period after
+    /// the previous tick ended: a tick that would run back to back with the
+    /// last one, without the processor leaving `DISPATCH_LEVEL` between.
+    pub timer_back_to_back: u64,
 }
 
 const _: () = {
@@ -211,7 +235,9 @@ const _: () = {
     assert!(offset_of!(Stats, burst_dpc_runs) == 32);
     assert!(offset_of!(Stats, ledgers) == 40);
     assert!(offset_of!(Stats, validator) == 40 + 3 * 376);
-    assert!(size_of::<Stats>() == 40 + 3 * 376 + 72);
+    assert!(size_of::<Timings>() == 32);
+    assert!(offset_of!(Stats, timings) == 40 + 3 * 376 + 72);
+    assert!(size_of::<Stats>() == 40 + 3 * 376 + 72 + 32);
 };
 
 impl Stats {
@@ -256,6 +282,15 @@ impl Stats {
             v.irql_at_release,
             v.held_at_scope_end,
             v.untracked,
+        ]
+        .iter()
+        .for_each(|&x| w.put64(x));
+        let t = &self.timings;
+        [
+            t.max_hold_ns,
+            t.max_dpc_ns,
+            t.max_raised_ns,
+            t.timer_back_to_back,
         ]
         .iter()
         .for_each(|&x| w.put64(x));
@@ -313,6 +348,11 @@ impl Stats {
         v.irql_at_release = r.get64();
         v.held_at_scope_end = r.get64();
         v.untracked = r.get64();
+        let t = &mut stats.timings;
+        t.max_hold_ns = r.get64();
+        t.max_dpc_ns = r.get64();
+        t.max_raised_ns = r.get64();
+        t.timer_back_to_back = r.get64();
         Ok(stats)
     }
 }
