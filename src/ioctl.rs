@@ -17,7 +17,7 @@ use kspin::{
         dpc::{CallDpcBarrier, GenericCallRoutine, generic_call_dpc},
     },
 };
-use wdk_sys::{DEVICE_OBJECT, IRP, NTSTATUS, STATUS_SUCCESS};
+use wdk_sys::{DEVICE_OBJECT, IRP, IRP_MJ_CREATE, NTSTATUS, STATUS_SUCCESS};
 
 use crate::{
     device::{DeviceExtension, extension},
@@ -34,7 +34,12 @@ pub unsafe extern "C" fn dispatch_create_close(
     let _counted = IrpInFlight::enter();
     // SAFETY: one of our devices.
     let ext = unsafe { extension(device) };
+    // SAFETY: our IRP's current location.
+    let major = u32::from(unsafe { (*wdm::current_stack_location(irp)).MajorFunction });
     let status = match ext.remove_lock.acquire(irp) {
+        // No new handle once removal has begun (SURPRISE_REMOVAL); CLEANUP
+        // and CLOSE of the handles already open always succeed.
+        Ok(_hold) if major == IRP_MJ_CREATE && ext.is_removing() => STATUS_DELETE_PENDING,
         Ok(_hold) => STATUS_SUCCESS,
         Err(status) => status,
     };
@@ -55,6 +60,15 @@ pub unsafe extern "C" fn dispatch_device_control(
         // SAFETY: ours to complete.
         Err(status) => return unsafe { wdm::complete(irp, status, 0) },
     };
+    // After SURPRISE_REMOVAL the device takes no new request, TIMER_START
+    // included: the same status the remove lock gives once REMOVE_DEVICE
+    // has begun.
+    if ext.is_removing() {
+        // SAFETY: ours to complete; then the remove lock is released.
+        let status = unsafe { wdm::complete(irp, STATUS_DELETE_PENDING, 0) };
+        drop(hold);
+        return status;
+    }
     // SAFETY: our IRP and its current stack location.
     let (code, input_len, output_len, buffer) = unsafe {
         let parameters = (*wdm::current_stack_location(irp))

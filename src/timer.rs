@@ -51,7 +51,9 @@ use crate::{
 pub struct PeriodicTimer {
     timer: UnsafeCell<KTIMER>,
     dpc: UnsafeCell<KDPC>,
-    /// Serializes start, re-rate and stop (they wait, so not a spin lock).
+    /// The timer's one mutex: serializes start, re-rate and stop, and the
+    /// driver-wide count of armed timers (`GET_HEALTH`) with them, so that
+    /// the count follows the timer (they wait, so not a spin lock).
     control: KernelMutex,
     running: AtomicBool,
     period_ms: AtomicU32,
@@ -168,7 +170,9 @@ impl PeriodicTimer {
                 self.dpc.get(),
             )
         };
-        self.running.store(true, Relaxed);
+        if !self.running.swap(true, Relaxed) {
+            crate::health::timer_armed();
+        }
     }
 
     /// Stops the timer and waits until its DPC no longer runs. Returns
@@ -179,6 +183,7 @@ impl PeriodicTimer {
         if was_running {
             self.cancel_and_wait();
             self.period_ms.store(0, Relaxed);
+            crate::health::timer_disarmed();
         }
         was_running
     }

@@ -11,10 +11,10 @@ pub const GUID_DEVINTERFACE_DPCLOCK: Guid = Guid::new(
     [0x80, 0xeb, 0xb1, 0xd6, 0xeb, 0x10, 0x2e, 0x4c],
 );
 
-/// The device class GUID given to `IoCreateDeviceSecure`, which keys the
-/// registry location where an administrator may override the device's
-/// security descriptor. `{9C4D7517-192A-4537-B1E6-661399CD6B20}`
-pub const GUID_DEVCLASS_DPCLOCK_SECURITY: Guid = Guid::new(
+/// dpclock's own device setup class, the `ClassGuid` of its INF (a sample
+/// device is no system component, so not `Class=System`).
+/// `{9C4D7517-192A-4537-B1E6-661399CD6B20}`
+pub const GUID_DEVCLASS_DPCLOCK: Guid = Guid::new(
     0x9c4d_7517,
     0x192a,
     0x4537,
