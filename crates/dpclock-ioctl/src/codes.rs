@@ -11,16 +11,6 @@ pub const GUID_DEVINTERFACE_DPCLOCK: Guid = Guid::new(
     [0x80, 0xeb, 0xb1, 0xd6, 0xeb, 0x10, 0x2e, 0x4c],
 );
 
-/// dpclock's own device setup class, the `ClassGuid` of its INF (a sample
-/// device is no system component, so not `Class=System`).
-/// `{9C4D7517-192A-4537-B1E6-661399CD6B20}`
-pub const GUID_DEVCLASS_DPCLOCK: Guid = Guid::new(
-    0x9c4d_7517,
-    0x192a,
-    0x4537,
-    [0xb1, 0xe6, 0x66, 0x13, 0x99, 0xcd, 0x6b, 0x20],
-);
-
 /// A GUID with the Windows layout.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
