@@ -7,7 +7,8 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use dpclock_ioctl::{
     LockResponse, LockWork, METHOD_BUFFERED, PROTOCOL_VERSION, Path, Policy, Request,
     STATS_CHECKED_BUILD, STATS_IRQL_MODELLED, STATS_TIMER_RUNNING, STATS_UNLOCKED_ALLOWED,
-    STATUS_DEVICE_BUSY, Stats, ValidatorStats,
+    STATUS_CANCELLED, STATUS_DELETE_PENDING, STATUS_DEVICE_BUSY, Stats, Timings, ValidatorStats,
+    limits,
 };
 use kspin::{
     IrqlModel, Platform,
@@ -16,12 +17,12 @@ use kspin::{
         dpc::{CallDpcBarrier, GenericCallRoutine, generic_call_dpc},
     },
 };
-use wdk_sys::{DEVICE_OBJECT, IRP, NTSTATUS, STATUS_SUCCESS};
+use wdk_sys::{DEVICE_OBJECT, IRP, IRP_MJ_CREATE, NTSTATUS, STATUS_SUCCESS};
 
 use crate::{
     device::{DeviceExtension, extension},
     health::{self, IrpInFlight},
-    ledger::Ledgers,
+    ledger::{Ledgers, Outcome, now_ns},
     wdm,
 };
 
@@ -33,7 +34,12 @@ pub unsafe extern "C" fn dispatch_create_close(
     let _counted = IrpInFlight::enter();
     // SAFETY: one of our devices.
     let ext = unsafe { extension(device) };
+    // SAFETY: our IRP's current location.
+    let major = u32::from(unsafe { (*wdm::current_stack_location(irp)).MajorFunction });
     let status = match ext.remove_lock.acquire(irp) {
+        // No new handle once removal has begun (SURPRISE_REMOVAL); CLEANUP
+        // and CLOSE of the handles already open always succeed.
+        Ok(_hold) if major == IRP_MJ_CREATE && ext.is_removing() => STATUS_DELETE_PENDING,
         Ok(_hold) => STATUS_SUCCESS,
         Err(status) => status,
     };
@@ -54,6 +60,15 @@ pub unsafe extern "C" fn dispatch_device_control(
         // SAFETY: ours to complete.
         Err(status) => return unsafe { wdm::complete(irp, status, 0) },
     };
+    // After SURPRISE_REMOVAL the device takes no new request, TIMER_START
+    // included: the same status the remove lock gives once REMOVE_DEVICE
+    // has begun.
+    if ext.is_removing() {
+        // SAFETY: ours to complete; then the remove lock is released.
+        let status = unsafe { wdm::complete(irp, STATUS_DELETE_PENDING, 0) };
+        drop(hold);
+        return status;
+    }
     // SAFETY: our IRP and its current stack location.
     let (code, input_len, output_len, buffer) = unsafe {
         let parameters = (*wdm::current_stack_location(irp))
@@ -92,7 +107,7 @@ pub unsafe extern "C" fn dispatch_device_control(
             } else {
                 &mut []
             };
-            handle(ext, request, output)
+            handle(ext, irp, request, output)
         }
     };
     // SAFETY: ours to complete; then the remove lock is released.
@@ -103,7 +118,12 @@ pub unsafe extern "C" fn dispatch_device_control(
 
 /// Acts on a validated request, writing any response into `output`.
 /// Returns the status and the number of bytes written.
-fn handle(ext: &DeviceExtension, request: Request, output: &mut [u8]) -> (NTSTATUS, usize) {
+fn handle(
+    ext: &DeviceExtension,
+    irp: *mut IRP,
+    request: Request,
+    output: &mut [u8],
+) -> (NTSTATUS, usize) {
     let reply = |response: LockResponse, output: &mut [u8]| match response.encode(output) {
         Ok(written) => (STATUS_SUCCESS, written),
         Err(error) => (error.ntstatus(), 0),
@@ -112,49 +132,74 @@ fn handle(ext: &DeviceExtension, request: Request, output: &mut [u8]) -> (NTSTAT
         Request::Noop => (STATUS_SUCCESS, dpclock_ioctl::noop_reply(output)),
         Request::LockPassive(work) => {
             // PASSIVE_LEVEL: each acquisition raises to DISPATCH_LEVEL and back.
-            let outcome = ext.ledgers.run(
-                work.lock_kind,
-                Path::Passive,
-                work.iterations,
-                work.work,
-                None,
-            );
-            reply(
-                response(work, outcome.acquisitions, outcome.contended, 0),
-                output,
-            )
+            let outcome = in_chunks(ext, irp, work, |iterations| {
+                ext.ledgers
+                    .run(work.lock_kind, Path::Passive, iterations, work.work, None)
+            });
+            match outcome {
+                Ok(outcome) => reply(
+                    response(work, outcome.acquisitions, outcome.contended, 0),
+                    output,
+                ),
+                Err(status) => (status, 0),
+            }
         }
         Request::LockDispatch(work) => {
-            // Raise once, then take the lock at DISPATCH_LEVEL each time.
-            let outcome = kspin::kernel::at_dispatch_level(|at| {
-                ext.ledgers.run(
-                    work.lock_kind,
-                    Path::Dispatch,
-                    work.iterations,
-                    work.work,
-                    Some(at),
-                )
+            // Raise once per chunk, then take the lock at DISPATCH_LEVEL each
+            // time; the IRQL drops back to PASSIVE_LEVEL between chunks.
+            let outcome = in_chunks(ext, irp, work, |iterations| {
+                let start = now_ns();
+                let outcome = kspin::kernel::at_dispatch_level(|at| {
+                    ext.ledgers.run(
+                        work.lock_kind,
+                        Path::Dispatch,
+                        iterations,
+                        work.work,
+                        Some(at),
+                    )
+                });
+                ext.max_raised_ns
+                    .fetch_max(now_ns().saturating_sub(start), Relaxed);
+                outcome
             });
-            reply(
-                response(work, outcome.acquisitions, outcome.contended, 0),
-                output,
-            )
+            match outcome {
+                Ok(outcome) => reply(
+                    response(work, outcome.acquisitions, outcome.contended, 0),
+                    output,
+                ),
+                Err(status) => (status, 0),
+            }
         }
         Request::DpcBurst(work) => {
-            let burst = Burst {
-                ledgers: &ext.ledgers,
-                work,
-                runs: AtomicU32::new(0),
-                contended: AtomicU64::new(0),
-            };
-            generic_call_dpc(&burst);
-            let runs = burst.runs.load(Relaxed);
-            ext.burst_runs.fetch_add(u64::from(runs), Relaxed);
-            let acquisitions = u64::from(work.iterations) * u64::from(runs);
-            reply(
-                response(work, acquisitions, burst.contended.load(Relaxed), runs),
-                output,
-            )
+            // In rounds: one DPC per processor each, every one making at most
+            // a chunk of acquisitions; the IRQL drops between rounds.
+            let mut runs = 0_u32;
+            let outcome = in_chunks(ext, irp, work, |iterations| {
+                let burst = Burst {
+                    ledgers: &ext.ledgers,
+                    work: LockWork { iterations, ..work },
+                    runs: AtomicU32::new(0),
+                    contended: AtomicU64::new(0),
+                    longest: AtomicU64::new(0),
+                };
+                generic_call_dpc(&burst);
+                let round_runs = burst.runs.load(Relaxed);
+                ext.burst_runs.fetch_add(u64::from(round_runs), Relaxed);
+                ext.max_dpc_ns
+                    .fetch_max(burst.longest.load(Relaxed), Relaxed);
+                runs = runs.max(round_runs);
+                Outcome {
+                    acquisitions: u64::from(iterations) * u64::from(round_runs),
+                    contended: burst.contended.load(Relaxed),
+                }
+            });
+            match outcome {
+                Ok(outcome) => reply(
+                    response(work, outcome.acquisitions, outcome.contended, runs),
+                    output,
+                ),
+                Err(status) => (status, 0),
+            }
         }
         Request::TimerStart(settings) => {
             ext.start_timer(settings);
@@ -179,9 +224,49 @@ fn handle(ext: &DeviceExtension, request: Request, output: &mut [u8]) -> (NTSTAT
             ext.ledgers.reset();
             ext.timer.reset_ticks();
             ext.burst_runs.store(0, Relaxed);
+            ext.max_dpc_ns.store(0, Relaxed);
+            ext.max_raised_ns.store(0, Relaxed);
             (STATUS_SUCCESS, 0)
         }
     }
+}
+
+/// Runs `work.iterations` acquisitions in chunks of at most
+/// `limits::chunk_iterations(work.work)`, the most that fit one DPC run or
+/// one raised section, adding up their outcomes. Between chunks it stops if
+/// the request was cancelled (`STATUS_CANCELLED`) or the device is being
+/// removed (`STATUS_DELETE_PENDING`): what the chunks before did stays in
+/// the ledger and its counters. `PASSIVE_LEVEL`.
+fn in_chunks(
+    ext: &DeviceExtension,
+    irp: *mut IRP,
+    work: LockWork,
+    mut chunk: impl FnMut(u32) -> Outcome,
+) -> Result<Outcome, NTSTATUS> {
+    let most = limits::chunk_iterations(work.work);
+    let mut left = work.iterations;
+    let mut total = Outcome::default();
+    while left > 0 {
+        let iterations = left.min(most);
+        let outcome = chunk(iterations);
+        total.acquisitions += outcome.acquisitions;
+        total.contended += outcome.contended;
+        left -= iterations;
+        if left == 0 {
+            break;
+        }
+        // SAFETY: our IRP, not yet completed. `Cancel` is a BOOLEAN that
+        // IoCancelIrp sets from another thread; a volatile read sees it.
+        // With no cancel routine set, polling it is how a driver that never
+        // queues the IRP honours a cancellation.
+        if unsafe { (&raw const (*irp).Cancel).read_volatile() } != 0 {
+            return Err(STATUS_CANCELLED);
+        }
+        if ext.is_removing() {
+            return Err(STATUS_DELETE_PENDING);
+        }
+    }
+    Ok(total)
 }
 
 fn response(work: LockWork, acquisitions: u64, contended: u64, dpc_runs: u32) -> LockResponse {
@@ -195,16 +280,19 @@ fn response(work: LockWork, acquisitions: u64, contended: u64, dpc_runs: u32) ->
     }
 }
 
-/// The burst: `KeGenericCallDpc` runs it on every processor at once.
+/// One round of a burst: `KeGenericCallDpc` runs it on every processor at once.
 struct Burst<'a> {
     ledgers: &'a Ledgers,
     work: LockWork,
     runs: AtomicU32,
     contended: AtomicU64,
+    /// The longest of the round's DPC routine runs, in ns.
+    longest: AtomicU64,
 }
 
 impl GenericCallRoutine for Burst<'_> {
     fn run(&self, at: &DispatchLevel, barrier: &CallDpcBarrier) {
+        let start = now_ns();
         let outcome = self.ledgers.run(
             self.work.lock_kind,
             Path::BurstDpc,
@@ -216,6 +304,8 @@ impl GenericCallRoutine for Burst<'_> {
         self.runs.fetch_add(1, Relaxed);
         // Every processor finishes its acquisitions before any signals done.
         barrier.synchronize();
+        self.longest
+            .fetch_max(now_ns().saturating_sub(start), Relaxed);
     }
 }
 
@@ -243,6 +333,12 @@ fn stats(ext: &DeviceExtension) -> Stats {
         burst_dpc_runs: ext.burst_runs.load(Relaxed),
         ledgers: ext.ledgers.stats(),
         validator: validator(),
+        timings: Timings {
+            max_hold_ns: ext.ledgers.max_hold_ns(),
+            max_dpc_ns: ext.max_dpc_ns.load(Relaxed),
+            max_raised_ns: ext.max_raised_ns.load(Relaxed),
+            timer_back_to_back: ext.timer.back_to_back(),
+        },
     }
 }
 

@@ -11,9 +11,14 @@ use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use dpclock_ioctl::{LedgerStats, LockKind, PATH_COUNT, Path, update_mix};
 use kspin::{
-    LockClass,
+    LockClass, Platform,
     kernel::{DispatchLevel, QueuedSpinLock, SpinLock},
 };
+
+/// The performance counter in ns (`KeQueryPerformanceCounter`, any IRQL).
+pub fn now_ns() -> u64 {
+    kspin::kernel::Kernel::now_ns()
+}
 
 /// Lock class of the plain ledger's lock (names it in validator reports).
 pub static PLAIN_LEDGER_CLASS: LockClass = LockClass::new("dpclock.ledger.plain");
@@ -176,6 +181,8 @@ pub struct Ledgers {
     /// unless enabled (see `AllowUnlockedControl` in docs/protocol.md).
     unlocked: RacyLedger,
     counters: [Counters; 3],
+    /// The longest hold of either lock since the last reset, in ns.
+    max_hold_ns: AtomicU64,
 }
 
 impl Ledgers {
@@ -185,11 +192,14 @@ impl Ledgers {
             queued: QueuedSpinLock::new(Ledger::new(), &QUEUED_LEDGER_CLASS),
             unlocked: RacyLedger::new(),
             counters: [const { Counters::new() }; 3],
+            max_hold_ns: AtomicU64::new(0),
         }
     }
 
     /// Makes `iterations` updates of `kind`'s ledger from `path`, each under
-    /// its own acquisition of the ledger's lock.
+    /// its own acquisition of the ledger's lock. Callers keep `iterations`
+    /// within one chunk (`limits::chunk_iterations`) where they run at
+    /// `DISPATCH_LEVEL`, so that the run fits the DPC budget.
     ///
     /// `at` is the proof of `DISPATCH_LEVEL` when the caller runs there (a DPC
     /// routine, or the IOCTL path inside `at_dispatch_level`): the loop then
@@ -204,45 +214,59 @@ impl Ledgers {
         at: Option<&DispatchLevel>,
     ) -> Outcome {
         let mut contended = 0_u64;
+        // The longest hold of this run, kept in a local: the shared maximum
+        // is updated once, after the last release.
+        let mut longest = 0_u64;
         // A racy look at the lock word just before each acquisition counts
         // the acquisitions that will have to wait.
         let mut busy = |locked: Option<bool>| contended += u64::from(locked == Some(true));
+        // The hold is timed from just after the acquire returns to just
+        // before the release: two reads of the performance counter, the only
+        // thing added under the lock.
+        let timed_update = |ledger: &mut Ledger| {
+            let start = now_ns();
+            ledger.update(path, work);
+            now_ns().saturating_sub(start)
+        };
         match (kind, at) {
             (LockKind::Plain, None) => {
                 for _ in 0..iterations {
                     busy(self.plain.is_locked());
                     // KeAcquireSpinLock … KeReleaseSpinLock, restoring the IRQL.
-                    self.plain.with(|ledger| ledger.update(path, work));
+                    longest = longest.max(self.plain.with(timed_update));
                 }
             }
             (LockKind::Plain, Some(at)) => {
                 for _ in 0..iterations {
                     busy(self.plain.is_locked());
                     let mut ledger = self.plain.lock_at_dpc_level(at); // KeAcquireSpinLockAtDpcLevel
-                    ledger.update(path, work);
-                } // KeReleaseSpinLockFromDpcLevel, as `ledger` drops
+                    let held = timed_update(&mut ledger);
+                    drop(ledger); // KeReleaseSpinLockFromDpcLevel
+                    longest = longest.max(held);
+                }
             }
             (LockKind::Queued, None) => {
                 for _ in 0..iterations {
                     busy(self.queued.is_locked());
                     // KeAcquireInStackQueuedSpinLock … KeReleaseInStackQueuedSpinLock.
-                    self.queued.with(|ledger| ledger.update(path, work));
+                    longest = longest.max(self.queued.with(timed_update));
                 }
             }
             (LockKind::Queued, Some(at)) => {
                 for _ in 0..iterations {
                     busy(self.queued.is_locked());
                     // The same at DISPATCH_LEVEL: the AtDpcLevel/FromDpcLevel pair.
-                    self.queued
-                        .with_at_dpc_level(at, |ledger| ledger.update(path, work));
+                    longest = longest.max(self.queued.with_at_dpc_level(at, timed_update));
                 }
             }
             (LockKind::Unlocked, _) => {
+                // No lock, so no hold to time.
                 for _ in 0..iterations {
                     self.unlocked.update(path, work);
                 }
             }
         }
+        self.max_hold_ns.fetch_max(longest, Relaxed);
         let counters = &self.counters[kind.index()];
         counters.performed[path as usize].fetch_add(u64::from(iterations), Relaxed);
         counters.contended.fetch_add(contended, Relaxed);
@@ -250,6 +274,11 @@ impl Ledgers {
             acquisitions: u64::from(iterations),
             contended,
         }
+    }
+
+    /// The longest hold since the last reset, in ns.
+    pub fn max_hold_ns(&self) -> u64 {
+        self.max_hold_ns.load(Relaxed)
     }
 
     /// Each ledger, read under its lock, with its counters.
@@ -280,6 +309,7 @@ impl Ledgers {
         self.plain.with(Ledger::clear);
         self.queued.with(Ledger::clear);
         self.unlocked.clear();
+        self.max_hold_ns.store(0, Relaxed);
         for counters in &self.counters {
             for counter in counters.performed.iter().chain([&counters.contended]) {
                 counter.store(0, Relaxed);

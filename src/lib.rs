@@ -155,6 +155,17 @@ unsafe extern "C" fn driver_unload(_driver: *mut DRIVER_OBJECT) {
 /// Reads `Parameters\AllowUnlockedControl` under the service key. Missing
 /// key or value, or any other type than a non-zero DWORD: not allowed.
 ///
+/// Driver package isolation asks drivers to open their keys with
+/// `IoOpenDriverRegistryKey(DriverRegKeyParameters)` instead of by path.
+/// That routine exists from Windows 10 version 1803 (build 17134) on, and
+/// dpclock.inx's floor is `NT$ARCH$.10.0...16299` (version 1709), where a
+/// driver that imported it would not load; so the key is opened by the path
+/// the I/O manager passes. It is the same key: `DriverRegKeyParameters` is
+/// the `Parameters` subkey of the service key, where a service-install
+/// section's `HKR,Parameters` (and `dpclockctl install`) provisions values.
+/// Raising the floor to 17134 would let the driver switch with no change to
+/// where the value lives.
+///
 /// # Safety
 ///
 /// `service_key` is the registry path from DriverEntry; `PASSIVE_LEVEL`.
@@ -193,6 +204,10 @@ unsafe fn read_allow_unlocked_control(service_key: PCUNICODE_STRING) -> bool {
         info: KEY_VALUE_PARTIAL_INFORMATION,
         rest: [u8; 4],
     }
+    const _: () = assert!(
+        core::mem::offset_of!(KEY_VALUE_PARTIAL_INFORMATION, Data) + 4
+            <= size_of::<KEY_VALUE_PARTIAL_INFORMATION>()
+    );
     // SAFETY: plain data, filled in by ZwQueryValueKey.
     let mut value: DwordValue = unsafe { core::mem::zeroed() };
     let mut length = 0;
@@ -212,8 +227,11 @@ unsafe fn read_allow_unlocked_control(service_key: PCUNICODE_STRING) -> bool {
     if status < 0 || value.info.Type != REG_DWORD || value.info.DataLength != 4 {
         return false;
     }
-    // SAFETY: DataLength is 4, so the DWORD fills Data[0] and the next three
-    // bytes of `rest`, inside `value`.
+    // SAFETY: the value's data starts at `Data` (offset 12) and, with
+    // DataLength 4, ends at offset 16: `Data[0]` and the three bytes of
+    // padding that end KEY_VALUE_PARTIAL_INFORMATION (16 bytes), all inside
+    // `info`, which ZwQueryValueKey wrote (`rest` only gives the call room
+    // to spare; the assertion below pins the layout).
     let data = unsafe { (&raw const value.info.Data).cast::<u32>().read_unaligned() };
     data != 0
 }

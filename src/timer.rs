@@ -14,6 +14,16 @@
 //! progress). One tick runs at a time: a tick that finds the previous one
 //! still running returns at once and is counted as skipped. That also keeps
 //! the timer's share of DISPATCH_LEVEL time bounded.
+//!
+//! A tick is one DPC run within its budget (`TIMER_START` refuses settings
+//! whose tick would not fit, `limits::timer_tick_fits`), so it ends long
+//! before the next is due (the shortest period is 1 ms, a tick at most
+//! 50 µs of its own work). A timer that fell behind, because its processor
+//! stayed at `DISPATCH_LEVEL` or above for a period, would otherwise run
+//! its queued ticks back to back without the processor dropping below
+//! `DISPATCH_LEVEL` between them: a tick that starts less than half a
+//! period after the previous tick ended, on any processor, returns at once
+//! and is counted in `timer_back_to_back`.
 
 use core::{
     cell::UnsafeCell,
@@ -32,13 +42,18 @@ use wdk_sys::{
     ntddk::{KeCancelTimer, KeFlushQueuedDpcs, KeInitializeDpc, KeInitializeTimerEx, KeSetTimerEx},
 };
 
-use crate::{ledger::Ledgers, wdm::KernelMutex};
+use crate::{
+    ledger::{Ledgers, now_ns},
+    wdm::KernelMutex,
+};
 
 /// The timer, its DPC, and what each tick does.
 pub struct PeriodicTimer {
     timer: UnsafeCell<KTIMER>,
     dpc: UnsafeCell<KDPC>,
-    /// Serializes start, re-rate and stop (they wait, so not a spin lock).
+    /// The timer's one mutex: serializes start, re-rate and stop, and the
+    /// driver-wide count of armed timers (`GET_HEALTH`) with them, so that
+    /// the count follows the timer (they wait, so not a spin lock).
     control: KernelMutex,
     running: AtomicBool,
     period_ms: AtomicU32,
@@ -49,6 +64,10 @@ pub struct PeriodicTimer {
     in_tick: AtomicBool,
     ticks: AtomicU64,
     skipped: AtomicU64,
+    /// When the last tick that ran ended (`now_ns`), 0 before the first.
+    last_end_ns: AtomicU64,
+    /// Ticks skipped for coming less than half a period after the last end.
+    back_to_back: AtomicU64,
 }
 
 impl PeriodicTimer {
@@ -69,6 +88,8 @@ impl PeriodicTimer {
             in_tick: AtomicBool::new(false),
             ticks: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
+            last_end_ns: AtomicU64::new(0),
+            back_to_back: AtomicU64::new(0),
         }
     }
 
@@ -93,14 +114,25 @@ impl PeriodicTimer {
         }
     }
 
-    /// One tick, from the timer's DPC; skipped if the previous one still runs.
+    /// One tick, from the timer's DPC; skipped if the previous one still
+    /// runs, or if it comes back to back with it (see the module
+    /// documentation).
     pub fn tick(&self, ledgers: &Ledgers, at: &DispatchLevel) {
         if self.in_tick.swap(true, Acquire) {
             self.skipped.fetch_add(1, Relaxed);
             return;
         }
+        let last_end = self.last_end_ns.load(Relaxed);
+        let half_period_ns = u64::from(self.period_ms.load(Relaxed)) * 500_000;
+        if last_end != 0 && now_ns().saturating_sub(last_end) < half_period_ns {
+            self.back_to_back.fetch_add(1, Relaxed);
+            self.in_tick.store(false, Release);
+            return;
+        }
         self.ticks.fetch_add(1, Relaxed);
         let kind = LockKind::from_u32(self.kind.load(Relaxed)).unwrap_or(LockKind::Plain);
+        // TIMER_START admitted only settings whose tick fits its budget
+        // (`limits::timer_tick_fits`), so this is one bounded DPC run.
         ledgers.run(
             kind,
             Path::TimerDpc,
@@ -108,6 +140,7 @@ impl PeriodicTimer {
             self.work.load(Relaxed),
             Some(at),
         );
+        self.last_end_ns.store(now_ns(), Relaxed);
         self.in_tick.store(false, Release);
     }
 
@@ -121,6 +154,7 @@ impl PeriodicTimer {
         self.iterations.store(settings.tick.iterations, Relaxed);
         self.work.store(settings.tick.work, Relaxed);
         self.period_ms.store(settings.period_ms, Relaxed);
+        self.last_end_ns.store(0, Relaxed);
         // First expiry one period from now (relative times are negative, in
         // 100 ns units), then every period.
         let due = LARGE_INTEGER {
@@ -136,7 +170,9 @@ impl PeriodicTimer {
                 self.dpc.get(),
             )
         };
-        self.running.store(true, Relaxed);
+        if !self.running.swap(true, Relaxed) {
+            crate::health::timer_armed();
+        }
     }
 
     /// Stops the timer and waits until its DPC no longer runs. Returns
@@ -147,6 +183,7 @@ impl PeriodicTimer {
         if was_running {
             self.cancel_and_wait();
             self.period_ms.store(0, Relaxed);
+            crate::health::timer_disarmed();
         }
         was_running
     }
@@ -182,9 +219,15 @@ impl PeriodicTimer {
         self.skipped.load(Relaxed)
     }
 
-    /// Zeroes both tick counts.
+    /// Ticks skipped for coming back to back with the previous one.
+    pub fn back_to_back(&self) -> u64 {
+        self.back_to_back.load(Relaxed)
+    }
+
+    /// Zeroes the tick counts.
     pub fn reset_ticks(&self) {
         self.ticks.store(0, Relaxed);
         self.skipped.store(0, Relaxed);
+        self.back_to_back.store(0, Relaxed);
     }
 }

@@ -18,10 +18,11 @@ use std::{
 const DEFAULT_MINGW_ROOT: &str = "/usr/share/mingw-w64";
 const DEFAULT_MINGW_LIB: &str = "/usr/x86_64-w64-mingw32/lib";
 
-/// ntoskrnl.exe exports that mingw-w64's libntoskrnl.a has no import for.
-/// (`IoCreateDeviceSecure` is a static library routine, wdmsec.lib, in the WDK;
-/// Wine exports it from ntoskrnl.exe.)
-const SUPPLEMENTAL_NTOSKRNL_EXPORTS: &[&str] = &["IoCreateDeviceSecure"];
+/// ntoskrnl.exe exports that mingw-w64's libntoskrnl.a has no import for
+/// (none today: the driver's last one, `IoCreateDeviceSecure`, a wdmsec.lib
+/// routine in the WDK, is gone). When the list is empty, no supplement is
+/// built or linked.
+const SUPPLEMENTAL_NTOSKRNL_EXPORTS: &[&str] = &[];
 
 fn main() {
     println!("cargo::rerun-if-changed=build.rs");
@@ -169,26 +170,28 @@ fn link_import_libraries(out: &Path) {
             ));
         }
     }
-    let def = out.join("ntoskrnl-supplement.def");
-    let mut text = String::from("LIBRARY ntoskrnl.exe\nEXPORTS\n");
-    for export in SUPPLEMENTAL_NTOSKRNL_EXPORTS {
-        text.push_str(&format!("    {export}\n"));
-    }
-    fs::write(&def, text).expect("OUT_DIR is writable");
-    let supplement = out.join("ntoskrnl-supplement.lib");
-    let status = Command::new("llvm-dlltool")
-        .args(["-m", "i386:x86-64", "-d"])
-        .arg(&def)
-        .arg("-l")
-        .arg(&supplement)
-        .status()
-        .unwrap_or_else(|e| {
-            fail(&format!(
-                "cannot run llvm-dlltool (Debian package llvm): {e}"
-            ))
-        });
-    if !status.success() {
-        fail("llvm-dlltool failed to build ntoskrnl-supplement.lib");
+    if !SUPPLEMENTAL_NTOSKRNL_EXPORTS.is_empty() {
+        let def = out.join("ntoskrnl-supplement.def");
+        let mut text = String::from("LIBRARY ntoskrnl.exe\nEXPORTS\n");
+        for export in SUPPLEMENTAL_NTOSKRNL_EXPORTS {
+            text.push_str(&format!("    {export}\n"));
+        }
+        fs::write(&def, text).expect("OUT_DIR is writable");
+        let supplement = out.join("ntoskrnl-supplement.lib");
+        let status = Command::new("llvm-dlltool")
+            .args(["-m", "i386:x86-64", "-d"])
+            .arg(&def)
+            .arg("-l")
+            .arg(&supplement)
+            .status()
+            .unwrap_or_else(|e| {
+                fail(&format!(
+                    "cannot run llvm-dlltool (Debian package llvm): {e}"
+                ))
+            });
+        if !status.success() {
+            fail("llvm-dlltool failed to build ntoskrnl-supplement.lib");
+        }
     }
     println!("cargo::rustc-link-search=native={}", lib.display());
     println!("cargo::rustc-link-search=native={}", out.display());
@@ -196,5 +199,7 @@ fn link_import_libraries(out: &Path) {
     // exports it only from HAL.dll (Microsoft documents it as Hal.dll too).
     println!("cargo::rustc-link-lib=dylib:+verbatim=libhal.a");
     println!("cargo::rustc-link-lib=dylib:+verbatim=libntoskrnl.a");
-    println!("cargo::rustc-link-lib=dylib:+verbatim=ntoskrnl-supplement.lib");
+    if !SUPPLEMENTAL_NTOSKRNL_EXPORTS.is_empty() {
+        println!("cargo::rustc-link-lib=dylib:+verbatim=ntoskrnl-supplement.lib");
+    }
 }

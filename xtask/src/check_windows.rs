@@ -112,6 +112,7 @@ const NTOSKRNL_IMPORTS: &[&str] = &[
     "ExFreePool",
     "IoAcquireRemoveLockEx",
     "IoAttachDeviceToDeviceStack",
+    "IoCreateDevice",
     "IoDeleteDevice",
     "IoDetachDevice",
     "IoInitializeRemoveLockEx",
@@ -173,15 +174,11 @@ const NEWER_THAN_MINGW: &[(&str, &str)] = &[(
     "Microsoft's reference page: wdm.h, NtosKrnl.exe, Windows 10 version 2004 and later",
 )];
 
-/// The WDK's static libraries, as static stubs (`symbol` is what the stub
-/// defines). `wdmsec` is the only one whose routine the driver calls.
+/// The WDK's static libraries wdk-build links, as static stubs (`symbol` is
+/// what the stub defines); the driver calls a routine of none of them.
+/// (wdmsec.lib left with `IoCreateDeviceSecure`: the FDO is created with
+/// `IoCreateDevice`, its security set by the INF.)
 const STATIC_STUBS: &[(&str, &str)] = &[
-    (
-        "wdmsec",
-        "long WdmlibIoCreateDeviceSecure(void *a, unsigned long b, void *c, unsigned long d, \
-         unsigned long e, unsigned char f, void *g, const void *h, void **i) \
-         { return (long)0xC0000002; /* STATUS_NOT_IMPLEMENTED: never run */ }\n",
-    ),
     (
         "BufferOverflowFastFailK",
         "int dpclock_stub_BufferOverflowFastFailK;\n",

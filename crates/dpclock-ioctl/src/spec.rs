@@ -81,6 +81,47 @@ pub struct Input {
     pub size: usize,
     /// Its fields, in offset order (the order they are checked in).
     pub fields: &'static [Field],
+    /// The budget the fields must fit together, checked after every field.
+    pub budget: Option<Budget>,
+}
+
+/// A bound on a request's cost that no single field expresses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Budget {
+    /// `iterations × acquisition_cost(work)` at most
+    /// [`limits::TIMER_TICK_BUDGET_NS`] (see [`limits::timer_tick_fits`]):
+    /// one tick is one DPC run.
+    TimerTick {
+        /// Offset of `iterations`.
+        iterations: usize,
+        /// Offset of `work`.
+        work: usize,
+    },
+}
+
+impl Budget {
+    /// Whether a request struct whose fields passed their rules fits.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidParameter`] if it does not.
+    pub fn check(self, input: &[u8]) -> Result<(), Error> {
+        let field = |at: usize| {
+            let mut word = [0_u8; 4];
+            word.copy_from_slice(&input[at..at + 4]);
+            u32::from_le_bytes(word)
+        };
+        let fits = match self {
+            Self::TimerTick { iterations, work } => {
+                limits::timer_tick_fits(field(iterations), field(work))
+            }
+        };
+        if fits {
+            Ok(())
+        } else {
+            Err(Error::InvalidParameter)
+        }
+    }
 }
 
 /// What an IOCTL writes to the output buffer on success.
@@ -122,6 +163,7 @@ const fn lock_request(fields: &'static [Field; 4]) -> Input {
         name: "LockRequest",
         size: size_of::<LockRequest>(),
         fields,
+        budget: None,
     }
 }
 
@@ -264,6 +306,10 @@ pub const IOCTLS: [Ioctl; 9] = [
             name: "TimerRequest",
             size: size_of::<TimerRequest>(),
             fields: &TIMER_FIELDS,
+            budget: Some(Budget::TimerTick {
+                iterations: 12,
+                work: 16,
+            }),
         }),
         Output::Nothing,
     ),
@@ -317,7 +363,7 @@ pub fn ioctl_by_name(name: &str) -> Option<&'static Ioctl> {
 /// Every NTSTATUS the driver completes a request with, and its Win32 error
 /// (what `DeviceIoControl`'s `GetLastError` gives): name, NTSTATUS, Win32
 /// error code, Win32 error name.
-pub const STATUSES: [(&str, u32, u32, &str); 7] = [
+pub const STATUSES: [(&str, u32, u32, &str); 8] = [
     ("STATUS_SUCCESS", 0x0000_0000, 0, "ERROR_SUCCESS"),
     (
         "STATUS_INVALID_DEVICE_REQUEST",
@@ -350,6 +396,12 @@ pub const STATUSES: [(&str, u32, u32, &str); 7] = [
         5,
         "ERROR_ACCESS_DENIED",
     ),
+    (
+        "STATUS_CANCELLED",
+        0xC000_0120,
+        995,
+        "ERROR_OPERATION_ABORTED",
+    ),
 ];
 
 /// The status a request must get by the document's order of checks, before
@@ -359,7 +411,7 @@ pub const STATUSES: [(&str, u32, u32, &str); 7] = [
 /// 1. The code: not one of [`IOCTLS`] → `STATUS_INVALID_DEVICE_REQUEST`.
 /// 2. The input, if the IOCTL takes a struct: shorter than the struct →
 ///    `STATUS_BUFFER_TOO_SMALL`; then each field in offset order, the first
-///    that breaks its [`Rule`] deciding.
+///    that breaks its [`Rule`] deciding; then the struct's [`Budget`].
 /// 3. The output: shorter than the IOCTL's response struct →
 ///    `STATUS_BUFFER_TOO_SMALL`.
 ///
@@ -384,6 +436,9 @@ pub fn expected(
             let mut word = [0_u8; 4];
             word.copy_from_slice(&input[field.offset..field.offset + 4]);
             field.rule.check(u32::from_le_bytes(word), policy)?;
+        }
+        if let Some(budget) = request.budget {
+            budget.check(input)?;
         }
     }
     match ioctl.output {

@@ -504,3 +504,98 @@ proptest! {
         prop_assert_eq!(parsed.map(|_| ()), expected.map(|_| ()));
     }
 }
+
+/// The numbers docs/protocol.md's "Budgets" states, recomputed.
+#[test]
+fn the_budget_arithmetic_is_the_documented_one() {
+    assert_eq!(limits::WORK_UNIT_PS, 10_160);
+    assert_eq!(limits::acquisition_cost_ps(0), 1_000_000);
+    assert_eq!(limits::acquisition_cost_ps(limits::MAX_WORK), 21_320_000);
+    assert_eq!(limits::chunk_iterations(0), 100);
+    assert_eq!(limits::chunk_iterations(limits::MAX_WORK), 4);
+    assert_eq!(limits::MAX_TIMER_ITERATIONS, 50);
+    // The most work that fits one hold: MAX_WORK is rounded down from it.
+    let most = (limits::HOLD_BUDGET_NS * 1_000 - limits::ACQUISITION_OVERHEAD_NS * 1_000)
+        / limits::WORK_UNIT_PS;
+    assert_eq!(most, 2_362);
+    assert!(u64::from(limits::MAX_WORK) <= most);
+}
+
+/// Every work value: one hold fits its budget, a chunk fits the DPC budget
+/// and is the largest that does, and the largest timer tick that fits is
+/// accepted while one more acquisition is refused.
+#[test]
+fn every_work_value_keeps_holds_chunks_and_ticks_within_budget() {
+    for work in 0..=limits::MAX_WORK {
+        let cost = limits::acquisition_cost_ps(work);
+        assert!(cost <= limits::HOLD_BUDGET_NS * 1_000, "work {work}");
+        let chunk = u64::from(limits::chunk_iterations(work));
+        assert!(chunk >= 1);
+        assert!(chunk * cost <= limits::DPC_BUDGET_NS * 1_000, "work {work}");
+        assert!(
+            (chunk + 1) * cost > limits::DPC_BUDGET_NS * 1_000,
+            "work {work}"
+        );
+        let fits = (1..=limits::MAX_TIMER_ITERATIONS)
+            .rev()
+            .find(|&n| limits::timer_tick_fits(n, work))
+            .expect("one acquisition always fits a tick");
+        let ok = TimerRequest::encode(LockKind::Plain, 1, fits, work);
+        assert!(parse_timer_start(&ok, P).is_ok(), "work {work}: {fits}");
+        assert!(u64::from(fits) * cost <= limits::TIMER_TICK_BUDGET_NS * 1_000);
+        let over = TimerRequest::encode(LockKind::Plain, 1, fits + 1, work);
+        assert_eq!(
+            parse_timer_start(&over, P),
+            Err(Error::InvalidParameter),
+            "work {work}: {} acquisitions are over budget",
+            fits + 1
+        );
+        assert_eq!(
+            spec::expected(IOCTL_DPCLOCK_TIMER_START, &over, 0, P),
+            Err(Error::InvalidParameter)
+        );
+    }
+}
+
+/// One unit over each limit is refused, the limit itself accepted, for
+/// every IOCTL that has it.
+#[test]
+fn one_unit_over_each_limit_is_refused() {
+    let passive = |i, w| parse_lock_passive(&lock_bytes(PROTOCOL_VERSION, 0, i, w), P);
+    let dispatch = |i, w| parse_lock_dispatch(&lock_bytes(PROTOCOL_VERSION, 0, i, w), P);
+    let burst = |i, w| parse_dpc_burst(&lock_bytes(PROTOCOL_VERSION, 0, i, w), P);
+    for (parse, max) in [
+        (
+            &passive as &dyn Fn(u32, u32) -> Result<LockWork, Error>,
+            limits::MAX_PASSIVE_ITERATIONS,
+        ),
+        (&dispatch, limits::MAX_DISPATCH_ITERATIONS),
+        (&burst, limits::MAX_BURST_ITERATIONS),
+    ] {
+        assert!(parse(max, limits::MAX_WORK).is_ok());
+        assert_eq!(parse(max + 1, 0), Err(Error::InvalidParameter));
+        assert_eq!(parse(1, limits::MAX_WORK + 1), Err(Error::InvalidParameter));
+        assert_eq!(parse(0, 0), Err(Error::InvalidParameter));
+    }
+    let timer = |period, iterations, work| {
+        parse_timer_start(
+            &TimerRequest::encode(LockKind::Plain, period, iterations, work),
+            P,
+        )
+    };
+    assert!(timer(limits::MAX_TIMER_PERIOD_MS, limits::MAX_TIMER_ITERATIONS, 0).is_ok());
+    assert_eq!(
+        timer(limits::MAX_TIMER_PERIOD_MS + 1, 1, 0),
+        Err(Error::InvalidParameter)
+    );
+    assert_eq!(timer(0, 1, 0), Err(Error::InvalidParameter));
+    assert_eq!(
+        timer(1, limits::MAX_TIMER_ITERATIONS + 1, 0),
+        Err(Error::InvalidParameter)
+    );
+    assert!(timer(1, 1, limits::MAX_WORK).is_ok());
+    assert_eq!(
+        timer(1, 1, limits::MAX_WORK + 1),
+        Err(Error::InvalidParameter)
+    );
+}

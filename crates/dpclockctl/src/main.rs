@@ -168,8 +168,8 @@ struct StressArgs {
     /// Period of the timer DPC in milliseconds.
     #[arg(long, default_value_t = 1)]
     timer_period: u32,
-    /// Acquisitions per timer DPC.
-    #[arg(long, default_value_t = 100)]
+    /// Acquisitions per timer DPC (the tick must fit its budget: docs/protocol.md, "Budgets").
+    #[arg(long, default_value_t = 40)]
     timer_iterations: u32,
     /// Do not run the timer DPC.
     #[arg(long)]
@@ -700,6 +700,7 @@ mod windows_main {
             "  timer DPCs {}, burst DPCs {}",
             stats.timer_ticks, stats.burst_dpc_runs
         );
+        println!("  {}", dpclockctl::report::timings_line(&stats.timings));
         for kind in LockKind::ALL {
             let l = &stats.ledgers[kind.index()];
             println!(
@@ -813,7 +814,7 @@ mod tests {
             (config.mix, config.iterations, config.lock_kind),
             ([1, 1, 1], [1000, 1000, 1000], LockKind::Plain)
         );
-        assert_eq!(config.timer, Some((1, 100)));
+        assert_eq!(config.timer, Some((1, 40)));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use std::{collections::BTreeMap, fmt::Write as _};
 
-use dpclock_ioctl::{HOLD_BUCKETS, LockKind, Path, STATS_CHECKED_BUILD, ValidatorStats};
+use dpclock_ioctl::{HOLD_BUCKETS, LockKind, Path, STATS_CHECKED_BUILD, Timings, ValidatorStats};
 use serde::Serialize;
 
 use crate::stress::{Config, Ending, Op, Run};
@@ -84,6 +84,10 @@ pub struct Report {
     pub validator: Option<ValidatorStats>,
     /// Timer DPCs and burst DPC routines that ran.
     pub dpc_runs: BTreeMap<&'static str, u64>,
+    /// The driver's own timings (`GET_STATS`'s `timings`): its longest
+    /// hold, DPC routine run and raised section, in ns, and the timer ticks
+    /// skipped for coming back to back.
+    pub timings: BTreeMap<&'static str, u64>,
     /// The run's parameters.
     pub parameters: Config,
     /// Seconds the IOCTL phase took.
@@ -119,6 +123,31 @@ impl Serialize for ValidatorStatsJson<'_> {
 }
 
 struct ValidatorStatsJson<'a>(&'a ValidatorStats);
+
+/// `GET_STATS`'s `timings` by field name.
+#[must_use]
+pub fn timings_map(t: &Timings) -> BTreeMap<&'static str, u64> {
+    BTreeMap::from([
+        ("max_hold_ns", t.max_hold_ns),
+        ("max_dpc_ns", t.max_dpc_ns),
+        ("max_raised_ns", t.max_raised_ns),
+        ("timer_back_to_back", t.timer_back_to_back),
+    ])
+}
+
+/// `GET_STATS`'s `timings` in one line, beside the budgets they keep.
+#[must_use]
+pub fn timings_line(t: &Timings) -> String {
+    format!(
+        "driver timings: longest hold {} ns (budget {} ns), DPC run {} ns and raised section {} ns (budget {} ns); {} back-to-back timer ticks skipped",
+        t.max_hold_ns,
+        dpclock_ioctl::limits::HOLD_BUDGET_NS,
+        t.max_dpc_ns,
+        t.max_raised_ns,
+        dpclock_ioctl::limits::DPC_BUDGET_NS,
+        t.timer_back_to_back
+    )
+}
 
 impl Report {
     /// Builds the report of `run`.
@@ -203,6 +232,7 @@ impl Report {
                 ("timer_skipped", stats.map_or(0, |s| s.timer_skipped)),
                 ("burst", stats.map_or(0, |s| s.burst_dpc_runs)),
             ]),
+            timings: stats.map(|s| timings_map(&s.timings)).unwrap_or_default(),
             parameters: run.config.clone(),
             elapsed_s: seconds,
             environment,
@@ -290,6 +320,16 @@ impl Report {
             self.dpc_runs["timer_skipped"],
             self.dpc_runs["burst"],
         );
+        if !self.timings.is_empty() {
+            let _ = writeln!(
+                t,
+                "  driver timings: longest hold {} ns, DPC run {} ns, raised section {} ns; {} back-to-back timer ticks skipped",
+                self.timings["max_hold_ns"],
+                self.timings["max_dpc_ns"],
+                self.timings["max_raised_ns"],
+                self.timings["timer_back_to_back"],
+            );
+        }
         if let Some(h) = &self.hold_time {
             let _ = writeln!(
                 t,

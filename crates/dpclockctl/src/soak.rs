@@ -518,6 +518,11 @@ pub struct Report {
     pub hold_histogram: Vec<u64>,
     /// Longest hold seen by the checked build, ns.
     pub hold_max_ns: u64,
+    /// The driver's own timings (`GET_STATS`'s `timings`), the largest seen
+    /// at any checkpoint, either build: longest hold, DPC routine run and
+    /// raised section in ns, and back-to-back timer ticks skipped (the
+    /// largest count of one cycle).
+    pub driver_timings: BTreeMap<String, u64>,
     /// Per-second throughput.
     pub timeline: Vec<Point>,
     /// Installs and removals.
@@ -1080,7 +1085,7 @@ impl<P: Platform> Run<'_, P> {
         let period = 1 + self.rng.below(20) as u32;
         // Short ticks on the queued lock, for the reason given at
         // `Config::max_queued_iterations`.
-        let iterations = 1 + self.rng.below(if k == 1 { 16 } else { 100 }) as u32;
+        let iterations = 1 + self.rng.below(if k == 1 { 16 } else { 48 }) as u32;
         let work = self.rng.below(4) as u32;
         let request = TimerRequest::encode(
             [LockKind::Plain, LockKind::Queued][k],
@@ -1138,6 +1143,14 @@ impl<P: Platform> Run<'_, P> {
         control(self.shared, device, IOCTL_DPCLOCK_TIMER_STOP, &[], &mut [])
             .map_err(|e| e.to_string())?;
         let stats = get_stats(self.shared, device)?;
+        for (name, value) in crate::report::timings_map(&stats.timings) {
+            let most = self
+                .report
+                .driver_timings
+                .entry(name.to_owned())
+                .or_default();
+            *most = (*most).max(value);
+        }
         // The segment that just ended: its ticks times its size.
         let ticks = stats.timer_ticks - timer.ticks_at_start;
         cycle.requested[timer.kind][Path::TimerDpc as usize]
@@ -1548,6 +1561,15 @@ pub fn summary(report: &Report) -> String {
         report.fuzz_health_checks
     );
     let _ = writeln!(t, "  removal statuses seen {:?}", report.removal_statuses);
+    if !report.driver_timings.is_empty() {
+        let _ = writeln!(
+            t,
+            "  driver timings (largest at any checkpoint): {:?}; budgets: hold {} ns, DPC run and raised section {} ns",
+            report.driver_timings,
+            dpclock_ioctl::limits::HOLD_BUDGET_NS,
+            dpclock_ioctl::limits::DPC_BUDGET_NS
+        );
+    }
     let _ = writeln!(
         t,
         "  {:<14} {:>10} {:>9} {:>9} {:>9}",

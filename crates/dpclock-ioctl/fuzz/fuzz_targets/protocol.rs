@@ -97,6 +97,8 @@ fuzz_target!(|data: &[u8]| {
                     );
                     assert!((1..=limits::MAX_TIMER_ITERATIONS).contains(&t.tick.iterations));
                     assert!(t.tick.work <= limits::MAX_WORK);
+                    // One tick is one DPC run: it fits its budget.
+                    assert!(limits::timer_tick_fits(t.tick.iterations, t.tick.work));
                     assert!(t.tick.lock_kind != LockKind::Unlocked || policy.unlocked_control);
                     let encoded = TimerRequest::encode(
                         t.tick.lock_kind,
