@@ -28,6 +28,7 @@ pub mod deps;
 pub mod fuzz;
 pub mod kspin_checks;
 pub mod process;
+pub mod rig;
 pub mod soak;
 pub mod videoport_image;
 pub mod wine;

@@ -141,6 +141,7 @@ fn stress(mut args: Vec<String>) -> Result<i32> {
             session.log_tail(40)
         ));
     }
+    session.check_rig()?;
     let mut harness = vec!["stress".to_owned()];
     harness.extend(args);
     let code = session.wine_inherit(&package.dir, "dpclockctl.exe", &harness, timeout)?;
