@@ -1,9 +1,9 @@
 //! The validator (feature `checked`), in the spirit of Linux's lockdep and
 //! Windows' Driver Verifier.
 //!
-//! * **Owner tracking.** Each lock records the thread holding it (a token of
-//!   its outermost scope, never reused).
-//!   Acquiring a lock the thread already holds would spin forever; the
+//! * **Owner tracking.** Each lock records who holds it: a token of the
+//!   outermost scope that took it, never reused. Acquiring a lock the scope
+//!   already holds, or one whose guard was leaked, would spin forever; the
 //!   validator counts it and fail-stops instead (a bugcheck with code `KSPN`
 //!   in the kernel, a panic on the host). A release by another thread is
 //!   counted.
@@ -32,9 +32,9 @@
 //! All state is fixed-size (atomics, and one small spin lock for the order
 //! graph), so the checks run at `DISPATCH_LEVEL` without allocating or
 //! logging. When a table is full the acquisition goes partly unchecked and
-//! is counted in [`Violations::untracked`], never silently. The bookkeeping of a release is done before the raw
-//! release, so a release that fails (a host-backend bugcheck panic) leaves
-//! it consistent. Violations are counted, never printed: a driver reports
+//! is counted in [`Violations::untracked`], never silently. The bookkeeping
+//! of a release is done before the raw release, so a release that fails (a
+//! host-backend bugcheck panic) leaves it consistent. Violations are counted, never printed: a driver reports
 //! them once it holds no lock.
 //!
 //! # How the reports are kept deterministic
@@ -52,7 +52,13 @@
 //!   outermost scope begins and gives it back, emptied, when that scope
 //!   ends. The contexts' [`MAX_CONTEXTS`] exceeds the 64 processors of the
 //!   largest machine the driver targets, and each holds [`MAX_HELD`] locks,
-//!   several times what the driver's deepest path holds. A context counts
+//!   where the driver's paths hold one at a time. (A context is found by the
+//!   thread's identity, hashed, not by the processor number: that needs no
+//!   further import, and it stays right where IRQL is not modelled, in
+//!   Wine, whose threads do migrate. Beyond [`MAX_CONTEXTS`] threads inside
+//!   scopes at once, a thread's scopes go untracked and are counted; should
+//!   a context come free while such a thread is inside them, its next inner
+//!   scope is taken for an outermost one.) A context counts
 //!   its scopes itself, so the outermost scope is known even when the
 //!   context's table is full; the locks the full table could not record are
 //!   counted, and reported as leaks if still held when the outermost scope
