@@ -1,12 +1,13 @@
 //! Negative controls of the rig's Verifier checks: a C driver
 //! (`rig/misuse/misuse.c`) that misuses spin locks on purpose, one misuse
 //! per IOCTL. On the rig each must fail-stop the driver host with
-//! Verifier's bugcheck code, fast; on stock Wine (`DPCLOCK_WINE_RIG=stock`)
-//! nothing is checked, and these tests say so and check nothing.
+//! Verifier's bugcheck code, fast. On stock Wine (`DPCLOCK_WINE_RIG=stock`)
+//! nothing is checked, and these tests fail: that is their own negative
+//! control.
 //! Run them one at a time (`--test-threads=1`), like every Wine test.
 
 use std::{
-    path::Path,
+    path::{Path, PathBuf},
     thread,
     time::{Duration, Instant},
 };
@@ -15,11 +16,11 @@ use xtask::{rig::Rig, wine::Session};
 
 const STEP: Duration = Duration::from_secs(60);
 
-fn misuse(case: u32, expected: &str) {
+/// A session with misuse.sys started: the session, the client, their folder.
+fn start() -> (Session, PathBuf, PathBuf) {
     let rig = xtask::rig::selected().unwrap_or_else(|e| panic!("the rig: {e}"));
     if matches!(rig, Rig::Stock) {
-        eprintln!("stock Wine: IRQL not modelled, no Verifier checks to control");
-        return;
+        eprintln!("stock Wine: IRQL not modelled and nothing checked; this must fail");
     }
     let (driver, client) =
         xtask::rig::build_misuse().unwrap_or_else(|e| panic!("building misuse.sys: {e}"));
@@ -66,6 +67,21 @@ fn misuse(case: u32, expected: &str) {
     session
         .check_rig()
         .unwrap_or_else(|e| panic!("{}", explain(&e.0)));
+    (session, client, dir.to_path_buf())
+}
+
+fn explain(session: &Session, what: &str) -> String {
+    format!(
+        "{what}\n--- driver log ({}):\n{}",
+        session.log_path().display(),
+        session.log_tail(30)
+    )
+}
+
+fn misuse(case: u32, expected: &str) {
+    let (session, client, dir) = start();
+    let dir = dir.as_path();
+    let explain = |what: &str| explain(&session, what);
     let started = Instant::now();
     let sent = session
         .wine(dir, &client, [case.to_string()], Duration::from_secs(20))
@@ -109,4 +125,54 @@ fn a_raising_acquire_released_from_dpc_level_in_an_ioctl_bugchecks_0xc9_0x5() {
 #[test]
 fn completing_an_irp_while_holding_a_spin_lock_bugchecks_spin_lock_safe() {
     misuse(2, "IoCompleteRequest with a spin lock held (SpinLockSafe)");
+}
+
+#[test]
+fn queued_dpcs_run_once_each_at_dispatch_level_on_their_processor() {
+    let (session, client, dir) = start();
+    let sent = session
+        .wine(&dir, &client, ["3"], Duration::from_secs(30))
+        .expect("misuse_client");
+    assert!(
+        sent.success(),
+        "{}",
+        explain(&session, &format!("the probe failed:\n{sent}"))
+    );
+    if let Some(line) = session.driver_crash() {
+        panic!(
+            "{}",
+            explain(&session, &format!("the driver host crashed: {line}"))
+        );
+    }
+    let count = |name: &str| -> i64 {
+        sent.stdout
+            .split_whitespace()
+            .find_map(|pair| pair.strip_prefix(&format!("{name}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in the probe's output:\n{sent}"))
+    };
+    eprintln!(
+        "queued DPC probe: {}",
+        sent.stdout.lines().last().unwrap_or_default()
+    );
+    assert!(count("processors") >= 1);
+    assert_eq!(count("runs"), count("processors"), "{sent}");
+    assert_eq!(count("not_at_dispatch"), 0, "{sent}");
+    assert_eq!(count("wrong_processor"), 0, "{sent}");
+    assert_eq!(
+        count("second_insert"),
+        0,
+        "KeInsertQueueDpc of a queued DPC must return FALSE"
+    );
+    assert_eq!(
+        count("removed"),
+        1,
+        "KeRemoveQueueDpc of a queued DPC must return TRUE"
+    );
+    assert_eq!(
+        count("removed_again"),
+        0,
+        "KeRemoveQueueDpc of an unqueued DPC must return FALSE"
+    );
+    assert_eq!(count("blocked_ran"), 0, "a removed DPC must not run");
 }

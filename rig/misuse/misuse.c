@@ -2,6 +2,7 @@
  * A driver that misuses spin locks on purpose: the negative controls of the
  * rig's Verifier checks (tests/misuse.rs). Each IOCTL commits one misuse;
  * the rig must fail-stop the driver host with Verifier's bugcheck code.
+ * One more IOCTL probes the rig's queued DPCs, correctly used.
  * Built with mingw-w64 by xtask at test time; never shipped.
  */
 #include <ntddk.h>
@@ -10,10 +11,95 @@
 #define MISUSE_AT_DPC_LEVEL_AT_PASSIVE     MISUSE_IOCTL(0) /* 0xC4 / 0x40 */
 #define MISUSE_RELEASE_FROM_DPC_LEVEL      MISUSE_IOCTL(1) /* 0xC9 / 0x05 */
 #define MISUSE_COMPLETE_HOLDING_LOCK       MISUSE_IOCTL(2) /* 0xC4, SpinLockSafe */
+#define PROBE_QUEUED_DPCS                  MISUSE_IOCTL(3) /* no misuse: a report */
+
+#define MAX_CPUS 64
+
+/* What PROBE_QUEUED_DPCS returns: every field is a count. */
+struct probe
+{
+    LONG runs;              /* DPC routines run, one targeted per processor */
+    LONG not_at_dispatch;   /* of those, run below or above DISPATCH_LEVEL */
+    LONG wrong_processor;   /* of those, run on another processor than targeted */
+    LONG processors;
+    LONG second_insert;     /* KeInsertQueueDpc of a queued DPC: must be 0 (FALSE) */
+    LONG removed;           /* KeRemoveQueueDpc of it: must be 1 */
+    LONG removed_again;     /* and again: must be 0 */
+    LONG blocked_ran;       /* the removed DPC ran anyway: must be 0 */
+};
 
 static KSPIN_LOCK lock;
 static UNICODE_STRING device_name = RTL_CONSTANT_STRING(L"\\Device\\DpclockMisuse");
 static UNICODE_STRING link_name = RTL_CONSTANT_STRING(L"\\DosDevices\\DpclockMisuse");
+
+static KDPC dpcs[MAX_CPUS], blocker, blocked;
+static KEVENT all_ran;
+static volatile LONG pending, release_blocker;
+
+static void WINAPI probe_dpc(KDPC *dpc, void *context, void *arg1, void *arg2)
+{
+    struct probe *probe = context;
+    PROCESSOR_NUMBER number;
+
+    (void)dpc; (void)arg2;
+    InterlockedIncrement(&probe->runs);
+    if (KeGetCurrentIrql() != DISPATCH_LEVEL) InterlockedIncrement(&probe->not_at_dispatch);
+    if (KeGetCurrentProcessorNumberEx(&number) != (ULONG)(ULONG_PTR)arg1)
+        InterlockedIncrement(&probe->wrong_processor);
+    if (!InterlockedDecrement(&pending)) KeSetEvent(&all_ran, IO_NO_INCREMENT, FALSE);
+}
+
+/* Holds its processor's worker so that the next DPC there stays queued. */
+static void WINAPI blocker_dpc(KDPC *dpc, void *context, void *arg1, void *arg2)
+{
+    (void)dpc; (void)context; (void)arg1; (void)arg2;
+    while (!release_blocker) YieldProcessor();
+}
+
+static void WINAPI blocked_dpc(KDPC *dpc, void *context, void *arg1, void *arg2)
+{
+    struct probe *probe = context;
+    (void)dpc; (void)arg1; (void)arg2;
+    InterlockedIncrement(&probe->blocked_ran);
+}
+
+static void probe_queued_dpcs(struct probe *probe)
+{
+    PROCESSOR_NUMBER number;
+    LARGE_INTEGER timeout;
+    ULONG i, count = KeQueryActiveProcessorCountEx(ALL_PROCESSOR_GROUPS);
+
+    RtlZeroMemory(probe, sizeof(*probe));
+    if (count > MAX_CPUS) count = MAX_CPUS;
+    probe->processors = count;
+
+    KeGetProcessorNumberFromIndex(0, &number);
+    release_blocker = 0;
+    KeInitializeDpc(&blocker, blocker_dpc, NULL);
+    KeSetTargetProcessorDpcEx(&blocker, &number);
+    KeInitializeDpc(&blocked, blocked_dpc, probe);
+    KeSetTargetProcessorDpcEx(&blocked, &number);
+    KeInsertQueueDpc(&blocker, NULL, NULL);
+    KeInsertQueueDpc(&blocked, NULL, NULL);
+    probe->second_insert = KeInsertQueueDpc(&blocked, NULL, NULL);
+    probe->removed = KeRemoveQueueDpc(&blocked);
+    probe->removed_again = KeRemoveQueueDpc(&blocked);
+    release_blocker = 1;
+
+    KeInitializeEvent(&all_ran, NotificationEvent, FALSE);
+    pending = count;
+    for (i = 0; i < count; i++)
+    {
+        KeInitializeDpc(&dpcs[i], probe_dpc, probe);
+        KeGetProcessorNumberFromIndex(i, &number);
+        KeSetTargetProcessorDpcEx(&dpcs[i], &number);
+        KeSetImportanceDpc(&dpcs[i], MediumImportance);
+        KeInsertQueueDpc(&dpcs[i], (void *)(ULONG_PTR)i, NULL);
+    }
+    timeout.QuadPart = -10 * 1000 * 1000 * 10LL; /* 10 s */
+    KeWaitForSingleObject(&all_ran, Executive, KernelMode, FALSE, &timeout);
+    KeFlushQueuedDpcs();
+}
 
 static NTSTATUS complete(IRP *irp, NTSTATUS status)
 {
@@ -51,6 +137,14 @@ static NTSTATUS WINAPI device_control(DEVICE_OBJECT *device, IRP *irp)
         KeAcquireSpinLock(&lock, &old);
         complete(irp, STATUS_SUCCESS);
         KeReleaseSpinLock(&lock, old);
+        return STATUS_SUCCESS;
+    case PROBE_QUEUED_DPCS:
+        if (stack->Parameters.DeviceIoControl.OutputBufferLength < sizeof(struct probe))
+            return complete(irp, STATUS_BUFFER_TOO_SMALL);
+        probe_queued_dpcs(irp->AssociatedIrp.SystemBuffer);
+        irp->IoStatus.Status = STATUS_SUCCESS;
+        irp->IoStatus.Information = sizeof(struct probe);
+        IoCompleteRequest(irp, IO_NO_INCREMENT);
         return STATUS_SUCCESS;
     default:
         return complete(irp, STATUS_INVALID_DEVICE_REQUEST);

@@ -21,6 +21,8 @@ usage: cargo xtask <command>
   stress [--checked] [FLAGS]
                         install the driver under Wine, run `dpclockctl stress FLAGS`,
                         uninstall; the exit status is the harness's
+  rig                   build (once per machine) the rig's ntoskrnl.exe for Wine, or find it
+                        in /var/cache/dpclock/wine-rig; DPCLOCK_WINE_RIG=stock selects stock Wine
   check-windows         check the Windows flavor against the real windows-drivers-rs
                         crates (x86_64 and aarch64): clippy, layouts, link
   test                  run every test (what CI runs)
@@ -43,6 +45,10 @@ fn main() -> ExitCode {
         "build" => build(&rest).map(|()| 0),
         "stress" => stress(rest),
         "check-windows" => check_windows().map(|()| 0),
+        "rig" => xtask::rig::selected().map(|rig| {
+            println!("{rig:?}");
+            0
+        }),
         "test" => test(),
         "miri" => kspin_checks::miri().map(|()| 0),
         "zero-cost" => kspin_checks::zero_cost().map(|()| 0),

@@ -86,11 +86,32 @@ fn f(value: &Value) -> f64 {
     value.as_f64().unwrap_or(0.0)
 }
 
+/// What every DriverEntry of the run found about IRQL: "IRQL modelled" (the
+/// rig) only if every one of them did.
+#[must_use]
+pub fn irql_label(lines: &[String]) -> &'static str {
+    let entries: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("DriverEntry: IRQL"))
+        .collect();
+    if entries.is_empty() {
+        "IRQL unknown: no DriverEntry line"
+    } else if entries
+        .iter()
+        .all(|l| l.contains("DriverEntry: IRQL modelled"))
+    {
+        "IRQL modelled"
+    } else {
+        "IRQL not modelled"
+    }
+}
+
 /// The one-screen report.
 #[must_use]
 pub fn screen(
     report: &Value,
     counters: &DriverCounters,
+    irql: &str,
     minutes: f64,
     failures: &[String],
 ) -> String {
@@ -100,7 +121,7 @@ pub fn screen(
     let per_30 = |n: u64| n as f64 * 1800.0 / elapsed;
     let _ = writeln!(
         t,
-        "dpclock soak: {:.1} minutes under Wine, {} — {}",
+        "dpclock soak: {:.1} minutes under Wine ({irql}), {} — {}",
         elapsed / 60.0,
         if failures.is_empty() {
             "PASSED"
@@ -498,7 +519,15 @@ pub fn run(seconds: u64, seed: u64, sample_seconds: u64) -> Result<i32> {
     for line in &counters.not_zero {
         failures.push(format!("a driver counter is not back at zero: {line}"));
     }
-    let text = screen(&report, &counters, seconds as f64 / 60.0, &failures);
+    let irql = irql_label(&session.driver_lines());
+    let modelled = matches!(session.rig(), crate::rig::Rig::Modelled { .. });
+    if (irql == "IRQL modelled") != modelled {
+        failures.push(format!(
+            "the driver found {irql}, but the session runs {}",
+            if modelled { "the rig" } else { "stock Wine" }
+        ));
+    }
+    let text = screen(&report, &counters, irql, seconds as f64 / 60.0, &failures);
     let svg = out.join("soak.svg");
     if report != Value::Null
         && let Err(error) = draw(&report, &svg)
@@ -543,6 +572,16 @@ mod tests {
     }
 
     #[test]
+    fn the_irql_label_says_modelled_only_if_every_driver_entry_did() {
+        let modelled =
+            "dpclock: DriverEntry: IRQL modelled, unlocked control disabled, free build".to_owned();
+        let not = "dpclock: DriverEntry: IRQL not modelled (checks off), unlocked control disabled, checked build".to_owned();
+        assert_eq!(irql_label(std::slice::from_ref(&modelled)), "IRQL modelled");
+        assert_eq!(irql_label(&[modelled, not]), "IRQL not modelled");
+        assert!(irql_label(&[]).starts_with("IRQL unknown"));
+    }
+
+    #[test]
     fn the_picture_and_the_screen_render_from_a_report() {
         let report = serde_json::json!({
             "elapsed_s": 120.0,
@@ -566,7 +605,13 @@ mod tests {
         draw(&report, &svg).unwrap();
         let text = fs::read_to_string(&svg).unwrap();
         assert!(text.contains("<svg") && text.contains("LOCK_PASSIVE"));
-        let screen = screen(&report, &DriverCounters::default(), 2.0, &[]);
+        let screen = screen(
+            &report,
+            &DriverCounters::default(),
+            "IRQL modelled",
+            2.0,
+            &[],
+        );
         assert!(
             screen.contains("PASSED") && screen.contains("123456789"),
             "{screen}"
