@@ -29,6 +29,7 @@ use wdk_sys::{
 };
 
 use crate::{
+    burst::Burst,
     health::{self, IrpInFlight},
     ledger::{Ledgers, now_ns},
     timer::PeriodicTimer,
@@ -54,6 +55,8 @@ pub struct DeviceExtension {
     pub processors: u32,
     pub ledgers: Ledgers,
     pub timer: PeriodicTimer,
+    /// `DPC_BURST`'s KDPCs, one per processor.
+    pub burst: Burst,
     /// Burst DPC routines run since the last reset.
     pub burst_runs: AtomicU64,
     /// The longest DPC routine run (burst or timer) since the last reset, ns.
@@ -105,6 +108,18 @@ impl DeviceExtension {
 // or (the interface name) touched only in AddDevice, START_DEVICE,
 // SURPRISE_REMOVAL and REMOVE_DEVICE, which the PnP manager serializes.
 unsafe impl Sync for DeviceExtension {}
+
+/// The extension as the burst DPCs' context: one type per DPC routine, so
+/// that the timer's and the burst's `run` can differ.
+#[repr(transparent)]
+pub struct BurstRoutine(DeviceExtension);
+
+impl DeferredRoutine for BurstRoutine {
+    /// One burst DPC: this processor's share of the round in flight.
+    fn run(&self, at: &DispatchLevel) {
+        self.0.burst.run(&self.0.ledgers, at);
+    }
+}
 
 impl DeferredRoutine for DeviceExtension {
     /// The periodic timer's DPC.
@@ -176,6 +191,7 @@ unsafe fn create_fdo(driver: PDRIVER_OBJECT, pdo: PDEVICE_OBJECT) -> Result<(), 
             processors: KeQueryActiveProcessorCountEx(ALL_PROCESSOR_GROUPS as u16),
             ledgers: Ledgers::new(),
             timer: PeriodicTimer::uninitialized(),
+            burst: Burst::uninitialized(),
             burst_runs: AtomicU64::new(0),
             max_dpc_ns: AtomicU64::new(0),
             max_raised_ns: AtomicU64::new(0),
@@ -185,6 +201,21 @@ unsafe fn create_fdo(driver: PDRIVER_OBJECT, pdo: PDEVICE_OBJECT) -> Result<(), 
         PeriodicTimer::initialize(&raw mut (*ext).timer, ext);
         ext
     };
+    // The burst DPCs' context is the extension too, seen as a BurstRoutine
+    // (the same bytes: `repr(transparent)`), whose `run` is the burst's.
+    // SAFETY: fixed storage, not yet shared; the extension outlives every
+    // burst DPC (REMOVE_DEVICE drains the remove lock, then flushes DPCs).
+    if let Err(status) = unsafe {
+        Burst::initialize(
+            &raw mut (*ext).burst,
+            ext.cast_const().cast::<BurstRoutine>(),
+            (*ext).processors,
+        )
+    } {
+        // SAFETY: our own device, never exposed.
+        unsafe { IoDeleteDevice(fdo) };
+        return Err(status);
+    }
     // SAFETY: attaching our new device above the PDO the PnP manager gave us.
     let lower = unsafe { IoAttachDeviceToDeviceStack(fdo, pdo) };
     if lower.is_null() {
