@@ -2,7 +2,7 @@
 //! request is validated by the protocol crate before the driver acts on it,
 //! and every IRP is completed outside any spin lock.
 
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::Ordering::Relaxed;
 
 use dpclock_ioctl::{
     LockResponse, LockWork, METHOD_BUFFERED, PROTOCOL_VERSION, Path, Policy, Request,
@@ -10,19 +10,13 @@ use dpclock_ioctl::{
     STATUS_CANCELLED, STATUS_DELETE_PENDING, STATUS_DEVICE_BUSY, Stats, Timings, ValidatorStats,
     limits,
 };
-use kspin::{
-    IrqlModel, Platform,
-    kernel::{
-        DispatchLevel, Kernel,
-        dpc::{CallDpcBarrier, GenericCallRoutine, generic_call_dpc},
-    },
-};
+use kspin::{IrqlModel, Platform, kernel::Kernel};
 use wdk_sys::{DEVICE_OBJECT, IRP, IRP_MJ_CREATE, NTSTATUS, STATUS_SUCCESS};
 
 use crate::{
     device::{DeviceExtension, extension},
     health::{self, IrpInFlight},
-    ledger::{Ledgers, Outcome, now_ns},
+    ledger::{Outcome, now_ns},
     wdm,
 };
 
@@ -172,26 +166,15 @@ fn handle(
         }
         Request::DpcBurst(work) => {
             // In rounds: one DPC per processor each, every one making at most
-            // a chunk of acquisitions; the IRQL drops between rounds.
+            // a chunk of acquisitions; this thread waits at PASSIVE_LEVEL
+            // between rounds, and every processor leaves DISPATCH_LEVEL.
             let mut runs = 0_u32;
             let outcome = in_chunks(ext, irp, work, |iterations| {
-                let burst = Burst {
-                    ledgers: &ext.ledgers,
-                    work: LockWork { iterations, ..work },
-                    runs: AtomicU32::new(0),
-                    contended: AtomicU64::new(0),
-                    longest: AtomicU64::new(0),
-                };
-                generic_call_dpc(&burst);
-                let round_runs = burst.runs.load(Relaxed);
-                ext.burst_runs.fetch_add(u64::from(round_runs), Relaxed);
-                ext.max_dpc_ns
-                    .fetch_max(burst.longest.load(Relaxed), Relaxed);
-                runs = runs.max(round_runs);
-                Outcome {
-                    acquisitions: u64::from(iterations) * u64::from(round_runs),
-                    contended: burst.contended.load(Relaxed),
-                }
+                let round = ext.burst.round(work, iterations);
+                ext.burst_runs.fetch_add(u64::from(round.runs), Relaxed);
+                ext.max_dpc_ns.fetch_max(round.longest_ns, Relaxed);
+                runs = runs.max(round.runs);
+                round.outcome
             });
             match outcome {
                 Ok(outcome) => reply(
@@ -277,35 +260,6 @@ fn response(work: LockWork, acquisitions: u64, contended: u64, dpc_runs: u32) ->
         contended,
         dpc_runs,
         reserved: 0,
-    }
-}
-
-/// One round of a burst: `KeGenericCallDpc` runs it on every processor at once.
-struct Burst<'a> {
-    ledgers: &'a Ledgers,
-    work: LockWork,
-    runs: AtomicU32,
-    contended: AtomicU64,
-    /// The longest of the round's DPC routine runs, in ns.
-    longest: AtomicU64,
-}
-
-impl GenericCallRoutine for Burst<'_> {
-    fn run(&self, at: &DispatchLevel, barrier: &CallDpcBarrier) {
-        let start = now_ns();
-        let outcome = self.ledgers.run(
-            self.work.lock_kind,
-            Path::BurstDpc,
-            self.work.iterations,
-            self.work.work,
-            Some(at),
-        );
-        self.contended.fetch_add(outcome.contended, Relaxed);
-        self.runs.fetch_add(1, Relaxed);
-        // Every processor finishes its acquisitions before any signals done.
-        barrier.synchronize();
-        self.longest
-            .fetch_max(now_ns().saturating_sub(start), Relaxed);
     }
 }
 

@@ -7,7 +7,7 @@
 //! |---|---|---|
 //! | `LOCK_PASSIVE` IOCTL | `PASSIVE_LEVEL` | `with(\|ledger\| …)`: raise and acquire … release and restore, in one scope |
 //! | `LOCK_DISPATCH` IOCTL | raised to `DISPATCH_LEVEL` | `lock_at_dpc_level(at)`, with the proof from `at_dispatch_level` |
-//! | `DPC_BURST` IOCTL | `DISPATCH_LEVEL`, every processor at once | `lock_at_dpc_level(at)`, proof from the `KeGenericCallDpc` trampoline |
+//! | `DPC_BURST` IOCTL | `DISPATCH_LEVEL`, one KDPC per processor, queued together | `lock_at_dpc_level(at)`, proof from the DPC trampoline |
 //! | periodic timer DPC | `DISPATCH_LEVEL` | `lock_at_dpc_level(at)`, proof from the DPC trampoline |
 //!
 //! The locks come from [kspin](../kspin/index.html): a lock acquired by the
@@ -20,7 +20,8 @@
 //! lose updates). IRPs are completed, and messages printed, only after
 //! every lock is released.
 //!
-//! Modules: `ledger` (the ledger and the acquisition loop), `ioctl`
+//! Modules: `ledger` (the ledger and the acquisition loop), `burst` (the
+//! per-processor KDPCs of `DPC_BURST`), `ioctl`
 //! (validated requests), `device` (AddDevice, PnP, power), `timer` (the
 //! periodic DPC), `wdm` (the wdm.h macros and inline routines, written
 //! once for both build flavors).
@@ -43,6 +44,7 @@ extern crate mingw_wdk_sys as wdk_sys;
 #[cfg(all(not(test), windows, not(dpclock_mingw)))]
 extern crate wdk_panic;
 
+mod burst;
 mod device;
 mod health;
 mod ioctl;

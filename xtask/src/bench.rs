@@ -588,7 +588,7 @@ pub fn run_all() -> Result<()> {
     );
     let _ = writeln!(
         md,
-        "## 3. Contention: KeGenericCallDpc bursts on {} CPUs ({} acquisitions per CPU, work {}, median of {} bursts)\n",
+        "## 3. Contention: DPC bursts (one KDPC per processor) on {} CPUs ({} acquisitions per CPU, work {}, median of {} bursts)\n",
         num(&free_json, "processors"),
         num(&free_json, "parameters.burst_iterations"),
         num(&free_json, "parameters.burst_work"),

@@ -100,72 +100,76 @@ fn mingw_lib() -> PathBuf {
     )
 }
 
-/// ntoskrnl.exe exports the driver imports, on both architectures: what
-/// its code, kspin, wdk, wdk-alloc and wdk-panic call, plus the `mem*`
-/// routines rustc's code needs (the prebuilt MSVC `compiler_builtins` has
-/// none; ntoskrnl.lib provides them to every windows-drivers-rs driver).
-/// The check fails if a name here is never imported, or if the driver needs
-/// one that is missing (lld-link: `undefined symbol`).
-const NTOSKRNL_IMPORTS: &[&str] = &[
-    "DbgPrint",
-    "ExAllocatePool2",
-    "ExFreePool",
-    "IoAcquireRemoveLockEx",
-    "IoAttachDeviceToDeviceStack",
-    "IoCreateDevice",
-    "IoDeleteDevice",
-    "IoDetachDevice",
-    "IoInitializeRemoveLockEx",
-    "IoRegisterDeviceInterface",
-    "IoReleaseRemoveLockAndWaitEx",
-    "IoReleaseRemoveLockEx",
-    "IoSetDeviceInterfaceState",
-    "IofCallDriver",
-    "IofCompleteRequest",
-    "KeAcquireInStackQueuedSpinLock",
-    "KeAcquireInStackQueuedSpinLockAtDpcLevel",
-    "KeAcquireSpinLockAtDpcLevel",
-    "KeAcquireSpinLockRaiseToDpc",
-    "KeBugCheckEx",
-    "KeCancelTimer",
-    "KeFlushQueuedDpcs",
-    "KeGenericCallDpc",
-    "KeGetCurrentThread",
-    "KeInitializeDpc",
-    "KeInitializeEvent",
-    "KeInitializeMutex",
-    "KeInitializeTimerEx",
-    "KeQueryActiveProcessorCountEx",
-    "KeReleaseInStackQueuedSpinLock",
-    "KeReleaseInStackQueuedSpinLockFromDpcLevel",
-    "KeReleaseMutex",
-    "KeReleaseSpinLock",
-    "KeReleaseSpinLockFromDpcLevel",
-    "KeSetEvent",
-    "KeSetTimerEx",
-    "KeSignalCallDpcDone",
-    "KeSignalCallDpcSynchronize",
-    "KeWaitForSingleObject",
-    "PoCallDriver",
-    "RtlFreeUnicodeString",
-    "ZwClose",
-    "ZwOpenKey",
-    "ZwQueryValueKey",
-    "memcmp",
-    "memcpy",
-    "memset",
-];
+/// docs/windows-fidelity.md: its table "Every import of the built image"
+/// is the list of exports the driver may import, each with its page on
+/// learn.microsoft.com. The stub import libraries export exactly these
+/// names, so the link fails on any other (lld-link: `undefined symbol`),
+/// and [`check_image`] refuses an image that imports anything else.
+const FIDELITY_DOC: &str = include_str!("../../docs/windows-fidelity.md");
 
-/// hal.dll exports the driver imports on x86_64.
-const HAL_IMPORTS_X86_64: &[&str] = &["KeQueryPerformanceCounter"];
-/// On aarch64 the IRQL routines are HAL exports too (docs/windows-fidelity.md,
-/// "ARM64", has the evidence); x64 inlines them.
-const HAL_IMPORTS_AARCH64: &[&str] = &[
-    "KeGetCurrentIrql",
-    "KeQueryPerformanceCounter",
-    "KfLowerIrql",
-    "KfRaiseIrql",
-];
+/// The heading of the imports table in [`FIDELITY_DOC`].
+const IMPORTS_HEADING: &str = "## Every import of the built image";
+
+/// One row of the imports table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DocumentedImport {
+    /// The export's name.
+    pub name: &'static str,
+    /// `ntoskrnl.exe` or `hal.dll`.
+    pub dll: &'static str,
+    /// The architectures whose image imports it.
+    pub arches: &'static str,
+    /// Its documentation page.
+    pub page: &'static str,
+}
+
+/// Every row of the imports table in docs/windows-fidelity.md.
+///
+/// # Panics
+///
+/// If the table is missing or a row is malformed (a name without
+/// backticks, an unknown DLL or architecture, a page that is not on
+/// learn.microsoft.com): the document is the list, so it must parse.
+#[must_use]
+pub fn documented_imports() -> Vec<DocumentedImport> {
+    let start = FIDELITY_DOC
+        .find(IMPORTS_HEADING)
+        .expect("docs/windows-fidelity.md has the imports table");
+    let rows = FIDELITY_DOC[start..]
+        .lines()
+        .skip_while(|line| !line.starts_with('|'))
+        .take_while(|line| line.starts_with('|'))
+        .skip(2);
+    rows.map(|row| {
+        let cells: Vec<&'static str> = row.trim_matches('|').split('|').map(str::trim).collect();
+        let name = cells[0]
+            .strip_prefix('`')
+            .and_then(|n| n.strip_suffix('`'))
+            .unwrap_or_else(|| panic!("imports table: a name in backticks: {row}"));
+        let dll = cells[1];
+        assert!(
+            dll == "ntoskrnl.exe" || dll == "hal.dll",
+            "imports table: {dll}"
+        );
+        let arches = cells[2];
+        assert!(
+            arches == "x86_64, aarch64" || arches == "aarch64" || arches == "x86_64",
+            "imports table: {arches}"
+        );
+        let page = cells[3]
+            .strip_prefix('<')
+            .and_then(|p| p.strip_suffix('>'))
+            .filter(|p| p.starts_with("https://learn.microsoft.com/"))
+            .unwrap_or_else(|| panic!("imports table: a learn.microsoft.com page: {row}"));
+        DocumentedImport {
+            name,
+            dll,
+            arches,
+            page,
+        }
+    })
+    .collect()
+}
 
 /// Listed exports that mingw-w64 10's x64 import libraries do not have,
 /// and why they are real exports anyway.
@@ -238,17 +242,17 @@ impl Arch {
         self.triple().to_uppercase().replace('-', "_")
     }
 
-    /// The exports the driver imports, per DLL.
+    /// The exports the driver may import, per DLL: the rows of
+    /// docs/windows-fidelity.md's imports table for this architecture.
     #[must_use]
     pub fn imports(self) -> BTreeMap<&'static str, BTreeSet<&'static str>> {
-        let hal = match self {
-            Self::X86_64 => HAL_IMPORTS_X86_64,
-            Self::Aarch64 => HAL_IMPORTS_AARCH64,
-        };
-        BTreeMap::from([
-            ("ntoskrnl.exe", NTOSKRNL_IMPORTS.iter().copied().collect()),
-            ("hal.dll", hal.iter().copied().collect()),
-        ])
+        let mut lists: BTreeMap<&'static str, BTreeSet<&'static str>> = BTreeMap::new();
+        for import in documented_imports() {
+            if import.arches.contains(self.name()) {
+                lists.entry(import.dll).or_default().insert(import.name);
+            }
+        }
+        lists
     }
 
     fn static_stubs(self) -> Vec<(&'static str, &'static str)> {
@@ -1040,7 +1044,7 @@ pub fn check_image(image: &Path, arch: Arch) -> Result<Imports> {
                     .collect();
                 if !unlisted.is_empty() {
                     problems.push(format!(
-                        "imports from {dll} that are not listed exports: {}",
+                        "imports from {dll} that docs/windows-fidelity.md does not list (every import needs a row, with its documentation page): {}",
                         unlisted.join(", ")
                     ));
                 }
@@ -1153,12 +1157,26 @@ mod tests {
     }
 
     #[test]
-    fn import_lists_are_sorted_sets_without_overlap() {
+    fn the_documented_imports_are_one_list_without_overlap() {
+        let rows = documented_imports();
+        let names: BTreeSet<&str> = rows.iter().map(|r| r.name).collect();
+        assert_eq!(names.len(), rows.len(), "a name listed twice");
         for arch in Arch::ALL {
             let lists = arch.imports();
             let ntoskrnl = &lists["ntoskrnl.exe"];
             assert!(lists["hal.dll"].iter().all(|name| !ntoskrnl.contains(name)));
-            assert_eq!(ntoskrnl.len(), NTOSKRNL_IMPORTS.len(), "duplicates");
+            assert!(ntoskrnl.contains("KeInsertQueueDpc"));
         }
+        // Documented DDIs only: the undocumented routines are not listed.
+        for undocumented in [
+            "KeGenericCallDpc",
+            "KeSignalCallDpcDone",
+            "KeSignalCallDpcSynchronize",
+        ] {
+            assert!(!names.contains(undocumented), "{undocumented}");
+        }
+        // ARM64's IRQL routines are HAL exports; x64 inlines them.
+        assert!(Arch::Aarch64.imports()["hal.dll"].contains("KfRaiseIrql"));
+        assert!(!Arch::X86_64.imports()["hal.dll"].contains("KfRaiseIrql"));
     }
 }

@@ -77,7 +77,8 @@ pub const IOCTL_DPCLOCK_LOCK_DISPATCH: u32 = ctl_code(
     FILE_READ_ACCESS | FILE_WRITE_ACCESS,
 );
 /// [`LockRequest`] → [`LockResponse`]: a DPC on every processor at once
-/// (`KeGenericCallDpc`), each making `iterations` acquisitions.
+/// (one KDPC per processor, in rounds), each making `iterations`
+/// acquisitions.
 pub const IOCTL_DPCLOCK_DPC_BURST: u32 = ctl_code(
     DEVICE_TYPE,
     0x803,

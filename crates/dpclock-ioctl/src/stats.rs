@@ -16,7 +16,7 @@ pub enum Path {
     Passive = 0,
     /// `LOCK_DISPATCH`: the IOCTL path raised to `DISPATCH_LEVEL`.
     Dispatch = 1,
-    /// `DPC_BURST`: `KeGenericCallDpc` routines.
+    /// `DPC_BURST`: the per-processor burst DPCs.
     BurstDpc = 2,
     /// The periodic timer's DPC.
     TimerDpc = 3,

@@ -63,10 +63,6 @@ const _: () = {
     assert!(core::mem::offset_of!(KLOCK_QUEUE_HANDLE, OldIrql) == 8);
 };
 
-/// `PKDEFERRED_ROUTINE`, with an opaque `PKDPC` (kspin never looks inside a KDPC).
-pub type PKDEFERRED_ROUTINE =
-    Option<unsafe extern "system" fn(*mut c_void, *mut c_void, *mut c_void, *mut c_void)>;
-
 #[cfg(not(target_arch = "x86"))]
 unsafe extern "system" {
     // wdm.h: `KeAcquireSpinLock(Lock, &OldIrql)` is a macro over this on x64.
@@ -133,12 +129,6 @@ unsafe extern "system" {
 }
 
 unsafe extern "system" {
-    // Exported by ntoskrnl.exe but declared in no WDK header; every project
-    // that uses them declares them like this.
-    pub fn KeGenericCallDpc(Routine: PKDEFERRED_ROUTINE, Context: *mut c_void);
-    pub fn KeSignalCallDpcDone(SystemArgument1: *mut c_void);
-    pub fn KeSignalCallDpcSynchronize(SystemArgument2: *mut c_void) -> u32;
-
     // Owner identity and timestamps for the validator. (Exported on every
     // architecture; x64 headers also inline it as a read of gs:[0x188],
     // which Wine cannot emulate, so kspin always calls the export.)

@@ -61,9 +61,8 @@ static IRQL_MODEL: AtomicU32 = AtomicU32::new(IrqlModel::Modelled as u32);
 ///
 /// # Safety
 ///
-/// [`IrqlModel::NotModelled`] switches off the IRQL checks that keep safe
-/// code sound where the type system cannot (`generic_call_dpc` above
-/// `APC_LEVEL`, and the debug assertions); pass it only where IRQL reads
+/// [`IrqlModel::NotModelled`] switches off the IRQL checks (the debug
+/// assertions, and the checked validator's); pass it only where IRQL reads
 /// really cannot be trusted (Wine).
 pub unsafe fn set_irql_model(model: IrqlModel) {
     IRQL_MODEL.store(model as u32, Ordering::Relaxed);
