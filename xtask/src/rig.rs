@@ -200,11 +200,9 @@ fn wine_sources(key: &str) -> Result<(PathBuf, PathBuf)> {
     fs::create_dir_all(lists.join("partial"))
         .map_err(|e| fail!("cannot create {}: {e}", display(&lists)))?;
     let sources = dir.join("sources.list");
-    fs::write(
-        &sources,
-        "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm main\n",
-    )
-    .map_err(|e| fail!("cannot write {}: {e}", display(&sources)))?;
+    let entries = source_entries()?;
+    fs::write(&sources, entries.as_bytes())
+        .map_err(|e| fail!("cannot write {}: {e}", display(&sources)))?;
     let apt = |args: &[&str]| -> Result<()> {
         let mut command = Command::new("apt-get");
         command
@@ -235,6 +233,89 @@ fn wine_sources(key: &str) -> Result<(PathBuf, PathBuf)> {
             display(&debian)
         ))
     }
+}
+
+/// `deb-src` entries for the archives this machine already installs its
+/// Debian packages from (its own `deb` entries for its release), so the
+/// source package comes from the same archive as the installed Wine.
+fn source_entries() -> Result<String> {
+    let release = fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|line| line.strip_prefix("VERSION_CODENAME="))
+                .map(|name| name.trim_matches('"').to_owned())
+        })
+        .ok_or_else(|| fail!("/etc/os-release names no VERSION_CODENAME"))?;
+    let mut texts = Vec::new();
+    texts.extend(fs::read_to_string("/etc/apt/sources.list").ok());
+    if let Ok(dir) = fs::read_dir("/etc/apt/sources.list.d") {
+        let mut paths: Vec<PathBuf> = dir.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        paths.sort();
+        for path in paths {
+            let name = path.to_string_lossy();
+            if name.ends_with(".list") || name.ends_with(".sources") {
+                texts.extend(fs::read_to_string(&path).ok());
+            }
+        }
+    }
+    let entries = deb_src_entries(&texts, &release);
+    if entries.is_empty() {
+        Err(fail!(
+            "no Debian `deb` entry for {release} in /etc/apt: cannot tell where Wine's source package is"
+        ))
+    } else {
+        Ok(entries)
+    }
+}
+
+/// The `deb-src` twin, one line each, of every `deb` entry for `release`
+/// in APT source files of either format (one-line, deb822).
+fn deb_src_entries(texts: &[String], release: &str) -> String {
+    let mut out = String::new();
+    for text in texts {
+        for line in text.lines().map(str::trim) {
+            if let Some(rest) = line.strip_prefix("deb ") {
+                // `deb [options] URI suite components`: options may hold spaces.
+                let after_options = match rest.trim_start().strip_prefix('[') {
+                    Some(options) => options.split_once(']').map_or("", |(_, tail)| tail),
+                    None => rest,
+                };
+                if after_options.split_whitespace().nth(1) == Some(release) {
+                    out.push_str(&format!("deb-src {rest}\n"));
+                }
+            }
+        }
+        for stanza in text.split("\n\n") {
+            let field = |name: &str| {
+                stanza.lines().find_map(|line| {
+                    line.strip_prefix(name)
+                        .and_then(|v| v.strip_prefix(':'))
+                        .map(str::trim)
+                })
+            };
+            let (Some(types), Some(uris), Some(suites), Some(components)) = (
+                field("Types"),
+                field("URIs"),
+                field("Suites"),
+                field("Components"),
+            ) else {
+                continue;
+            };
+            if !types.split_whitespace().any(|t| t == "deb")
+                || !suites.split_whitespace().any(|s| s == release)
+            {
+                continue;
+            }
+            let options = field("Signed-By")
+                .map(|key| format!("[signed-by={key}] "))
+                .unwrap_or_default();
+            for uri in uris.split_whitespace() {
+                out.push_str(&format!("deb-src {options}{uri} {release} {components}\n"));
+            }
+        }
+    }
+    out
 }
 
 /// Puts the rig's ntoskrnl.exe into a prefix that no Wine process runs in
@@ -302,4 +383,28 @@ pub fn build_misuse() -> Result<(PathBuf, PathBuf)> {
         }
     }
     Ok((driver, client))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deb_src_entries_mirror_the_release_deb_entries_in_both_formats() {
+        let one_line = "# comment\ndeb [arch=amd64] http://mirror.example/debian bookworm main contrib\ndeb http://mirror.example/debian bookworm-updates main\n".to_owned();
+        let deb822 = "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\nComponents: main\nSigned-By: /k.gpg\n\nTypes: deb\nURIs: http://other.example/x\nSuites: nodistro\nComponents: main\n".to_owned();
+        let out = deb_src_entries(&[one_line, deb822], "bookworm");
+        assert_eq!(
+            out,
+            "deb-src [arch=amd64] http://mirror.example/debian bookworm main contrib\n\
+             deb-src [signed-by=/k.gpg] http://mirror.example/debian bookworm main\n"
+        );
+        assert_eq!(
+            deb_src_entries(
+                &["Types: deb-src\nURIs: u\nSuites: bookworm\nComponents: main\n".to_owned()],
+                "bookworm"
+            ),
+            ""
+        );
+    }
 }

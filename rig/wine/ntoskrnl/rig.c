@@ -120,6 +120,24 @@ void WINAPI rig_KeLowerIrql( KIRQL new )
 }
 
 /***********************************************************************
+ *           rig_spin_wait
+ *
+ * On Windows a spin lock's holder runs at DISPATCH_LEVEL: nothing preempts
+ * it, so a waiter spins for as long as the holder's short hold. In Wine the
+ * holder is an ordinary thread that Linux can preempt mid-hold, and a waiter
+ * that only spins can then burn its whole time slice, while a queued lock
+ * may hand ownership to a waiter that is itself preempted. The waits in
+ * sync.c therefore give the processor away every 64 turns, which lets a
+ * preempted holder or next owner run. It changes how long a wait takes,
+ * never who gets the lock.
+ */
+void rig_spin_wait( unsigned int *spins )
+{
+    if (++*spins % 64) YieldProcessor();
+    else SwitchToThread();
+}
+
+/***********************************************************************
  *           Executive spin locks
  *
  * Wine's own routines (sync.c) do the locking; the rig checks the IRQL

@@ -38,4 +38,7 @@ extern void rig_dpc_return( void *routine );
 /* IoCompleteRequest: no spin lock may be held (SpinLockSafe). */
 extern void rig_complete_request( IRP *irp );
 
+/* One turn of a spin-lock waiter's loop (sync.c): see rig.c. */
+extern void rig_spin_wait( unsigned int *spins );
+
 #endif  /* __WINE_NTOSKRNL_RIG_H */
