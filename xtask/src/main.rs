@@ -298,11 +298,23 @@ fn all_tests(steps: &mut Steps) -> Result<()> {
     steps.step("PE checks of dpclock.sys", || {
         run(&mut cargo_line("test -p dpclock --test pe"))
     })?;
+    steps.step(
+        "the Wine rig's ntoskrnl.exe (built once per machine)",
+        || xtask::rig::selected().map(|rig| eprintln!("  {rig:?}")),
+    )?;
     steps.step("Wine end-to-end tests (serial)", || {
         run(&mut cargo_line(
             "test -p dpclock --test wine -- --test-threads=1",
         ))
     })?;
+    steps.step(
+        "the rig's negative controls: a misuse driver must bugcheck with Verifier's codes (serial)",
+        || {
+            run(&mut cargo_line(
+                "test -p dpclock --test misuse -- --test-threads=1",
+            ))
+        },
+    )?;
     steps.step("soak under Wine (2 minutes)", || {
         match xtask::soak::run(120, 1, 60)? {
             0 => Ok(()),
