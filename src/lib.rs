@@ -100,9 +100,10 @@ pub unsafe extern "system" fn driver_entry(
     driver: &mut DRIVER_OBJECT,
     registry_path: PCUNICODE_STRING,
 ) -> NTSTATUS {
-    // IRQL is real on Windows. Wine runs drivers in user mode, where a raise
-    // reads back as PASSIVE_LEVEL: then IRQL assertions are switched off and
-    // the checked build reports them as unavailable, instead of failing.
+    // IRQL is real on Windows, and on the Linux rig's ntoskrnl.exe (per
+    // thread). On stock Wine a raise reads back as PASSIVE_LEVEL: then IRQL
+    // assertions are switched off and the checked build reports them as
+    // unavailable, instead of failing.
     let irql = kspin::kernel::detect_irql_model();
     // SAFETY: the service key path the I/O manager passed, at PASSIVE_LEVEL.
     let allowed = unsafe { read_allow_unlocked_control(registry_path) };

@@ -281,6 +281,7 @@ fn wine_bench(package: &cross::Package, name: &str) -> Result<String> {
             session.log_tail(30)
         ));
     }
+    session.check_rig()?;
     let output = session.wine(
         &package.dir,
         "dpclockctl.exe",

@@ -14,8 +14,8 @@
 //!
 //! Then, per architecture:
 //!
-//! 1. `cargo check` and `cargo clippy -- -D warnings` of the driver, free and
-//!    checked;
+//! 1. `cargo clippy -- -D warnings` of the driver, free and checked (clippy
+//!    type-checks everything `cargo check` does, so there is no separate check);
 //! 2. the layout cross-check (`crates/wdk-layout`): compile-time assertions
 //!    that the bindings agree with the `windows-sys` crate's `Wdk` modules
 //!    (the WDK's own metadata), and with the WDK headers where that metadata
@@ -26,7 +26,9 @@
 //!    profiles, free and checked; each image is then checked: native
 //!    subsystem, entry point `DriverEntry`, imports from ntoskrnl.exe and
 //!    hal.dll only, each of them a listed export (and the union of what
-//!    the variants import is reported against the lists).
+//!    the variants import is reported against the lists);
+//! 4. kspin's video port family, linked as a video miniport uses it, against
+//!    videoprt.sys's spin-lock exports ([`crate::videoport_image`]).
 //!
 //! Everything generated lives under `target/check-windows/`; the real
 //! Cargo.lock is never touched (cargo runs in a shadow workspace there, whose
@@ -54,6 +56,7 @@ use object::{
 use crate::{
     cross, deps, fail,
     process::{Result, display, run_bounded, run_captured},
+    videoport_image,
 };
 
 /// The windows-drivers-rs crates the driver depends on (wdk-build is a
@@ -64,9 +67,9 @@ pub const WDK_CRATES: [&str; 4] = ["wdk", "wdk-alloc", "wdk-panic", "wdk-sys"];
 pub const LAYOUT_PACKAGE: &str = "dpclock-wdk-layout";
 
 /// How long one cargo or rustup command may take before it is killed.
-const STEP_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+pub(crate) const STEP_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// How long a tool that should take seconds (clang, llvm-*) may take.
-const TOOL_TIMEOUT: Duration = Duration::from_secs(120);
+pub(crate) const TOOL_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The shims, carried inside xtask.
 const SHIM_WDK_SYS: &str = include_str!("../shims/wdk-sys-build.rs");
@@ -83,7 +86,7 @@ const ARM64_WDM_HEADER: (&str, &str) = (
 /// mingw-w64's headers and import libraries (Debian `mingw-w64-x86-64-dev`);
 /// `DPCLOCK_MINGW_ROOT` and `DPCLOCK_MINGW_LIB` override them, as for the
 /// Linux flavor's bindings (and the wdk-sys shim reads the same variable).
-fn mingw_include() -> PathBuf {
+pub(crate) fn mingw_include() -> PathBuf {
     PathBuf::from(
         std::env::var_os("DPCLOCK_MINGW_ROOT").unwrap_or_else(|| "/usr/share/mingw-w64".into()),
     )
@@ -220,14 +223,14 @@ impl Arch {
         }
     }
 
-    const fn machine(self) -> u16 {
+    pub(crate) const fn machine(self) -> u16 {
         match self {
             Self::X86_64 => IMAGE_FILE_MACHINE_AMD64,
             Self::Aarch64 => IMAGE_FILE_MACHINE_ARM64,
         }
     }
 
-    const fn dlltool_machine(self) -> &'static str {
+    pub(crate) const fn dlltool_machine(self) -> &'static str {
         match self {
             Self::X86_64 => "i386:x86-64",
             Self::Aarch64 => "arm64",
@@ -330,15 +333,6 @@ pub fn run() -> Result<StepTimes> {
             let features = variant.args();
             timed(
                 &mut times,
-                &format!("{}: cargo check ({})", arch.name(), variant.label()),
-                || {
-                    let mut args = vec!["check", "-p", "dpclock"];
-                    args.extend(&features);
-                    run_bounded(&mut cargo(&args), STEP_TIMEOUT)
-                },
-            )?;
-            timed(
-                &mut times,
                 &format!(
                     "{}: cargo clippy -D warnings ({})",
                     arch.name(),
@@ -380,7 +374,20 @@ pub fn run() -> Result<StepTimes> {
             }
         }
         report_unimported(arch, &imported);
+        timed(
+            &mut times,
+            &format!(
+                "{}: kspin's video port family linked as a miniport (imports exactly videoprt.sys's spin-lock routines)",
+                arch.name()
+            ),
+            || videoport_image::link_and_check(&generated, arch),
+        )?;
     }
+    timed(
+        &mut times,
+        "i686: kspin's video port declarations against video.h's NTAPI (decorated names)",
+        || videoport_image::check_x86_convention(&generated),
+    )?;
     Ok(times)
 }
 
@@ -411,7 +418,7 @@ fn prerequisites() -> Result<()> {
 }
 
 /// rustup's cargo (the one running xtask).
-fn cargo_program() -> std::ffi::OsString {
+pub(crate) fn cargo_program() -> std::ffi::OsString {
     std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
 }
 
@@ -538,7 +545,7 @@ fn wdk_sources() -> Result<BTreeMap<String, (String, PathBuf)>> {
 /// Writes `contents` to `path` unless it already holds exactly that, so that
 /// unchanged inputs keep their modification times (and cargo its caches).
 /// Returns whether it wrote.
-fn write_if_changed(path: &Path, contents: &[u8]) -> Result<bool> {
+pub(crate) fn write_if_changed(path: &Path, contents: &[u8]) -> Result<bool> {
     if fs::read(path).is_ok_and(|old| old == contents) {
         return Ok(false);
     }
@@ -748,7 +755,7 @@ fn overlay_headers(generated: &Path, arch: Arch) -> Result<()> {
 }
 
 /// Runs a tool that should take seconds; fails with its output.
-fn tool(command: &mut Command) -> Result<()> {
+pub(crate) fn tool(command: &mut Command) -> Result<()> {
     let output = run_captured(command, TOOL_TIMEOUT)?;
     if output.success() {
         Ok(())
@@ -954,7 +961,7 @@ fn link(generated: &Path, arch: Arch, variant: Variant) -> Result<PathBuf> {
 }
 
 /// The image's imports, per DLL (names lowercased for DLLs).
-type Imports = BTreeMap<String, BTreeSet<String>>;
+pub(crate) type Imports = BTreeMap<String, BTreeSet<String>>;
 
 /// Checks a linked driver image; returns its imports.
 ///
@@ -1021,7 +1028,7 @@ pub fn check_image(image: &Path, arch: Arch) -> Result<Imports> {
             }
         }
     }
-    let imports = imports(&pe)?;
+    let imports = image_imports(&pe)?;
     let allowed = arch.imports();
     for (dll, names) in &imports {
         match allowed.get(dll.as_str()) {
@@ -1068,7 +1075,8 @@ pub fn check_image(image: &Path, arch: Arch) -> Result<Imports> {
     }
 }
 
-fn imports(pe: &PeFile64) -> Result<Imports> {
+/// A PE32+ image's imports, per DLL.
+pub(crate) fn image_imports(pe: &PeFile64) -> Result<Imports> {
     let error = |e: object::Error| fail!("bad import table: {e}");
     let mut found = Imports::new();
     let Some(table) = pe.import_table().map_err(error)? else {

@@ -95,7 +95,7 @@ pub struct Package {
 
 /// Debian's toolchain, for the Windows targets only (host crates build with
 /// rustup's stable toolchain).
-fn debian_cargo(target_dir: &Path) -> Command {
+pub(crate) fn debian_cargo(target_dir: &Path) -> Command {
     // Cargo finds `cargo-clippy` and `clippy-driver` on the PATH, where
     // rustup's proxies come first; Debian's must win for these targets.
     let path = std::env::var_os("PATH").unwrap_or_default();
@@ -139,12 +139,33 @@ fn profile_args(profile: Profile) -> &'static [&'static str] {
     }
 }
 
-/// Builds (or checks with clippy) the driver for its Windows target.
-fn driver_command(subcommand: &str, variant: Variant, profile: Profile) -> Command {
+/// Clippy's lints for our own crates, run by the cross builds themselves.
+///
+/// `cargo clippy` is `cargo check` with `clippy-driver` as the workspace's
+/// rustc wrapper; a separate clippy pass would type-check every crate the
+/// build compiles a second time. So the builds run `clippy-driver` on the
+/// workspace's crates (the standard library, from `-Zbuild-std`, is not a
+/// workspace crate and stays plain rustc) and deny warnings there: a
+/// Windows-target lint fails the build. `CLIPPY_ARGS` is how `cargo clippy`
+/// hands `-- -D warnings` to the driver, each argument followed by the
+/// separator.
+fn lint_while_building(command: &mut Command) {
+    command
+        .env("RUSTC_WORKSPACE_WRAPPER", "/usr/bin/clippy-driver")
+        .env(
+            "CLIPPY_ARGS",
+            "-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__",
+        );
+}
+
+/// Builds the driver for its Windows target, linted (see
+/// [`lint_while_building`]).
+fn driver_command(variant: Variant, profile: Profile) -> Command {
     let mut command = debian_cargo(&target_dir().join(format!("win-{}", variant.name())));
+    lint_while_building(&mut command);
     command
         .env("CARGO_ENCODED_RUSTFLAGS", driver_rustflags())
-        .args([subcommand, "-p", "dpclock", "--target", DRIVER_TARGET])
+        .args(["build", "-p", "dpclock", "--target", DRIVER_TARGET])
         .args([
             "-Zbuild-std=core,alloc,compiler_builtins",
             "-Zbuild-std-features=compiler-builtins-mem",
@@ -156,15 +177,16 @@ fn driver_command(subcommand: &str, variant: Variant, profile: Profile) -> Comma
     command
 }
 
-fn harness_command(subcommand: &str, profile: Profile) -> Command {
+fn harness_command(profile: Profile) -> Command {
     let mut command = debian_cargo(&target_dir().join("win-harness"));
+    lint_while_building(&mut command);
     command
         .env(
             "CARGO_TARGET_X86_64_WIN7_WINDOWS_GNU_LINKER",
             "x86_64-w64-mingw32-gcc",
         )
         .args([
-            subcommand,
+            "build",
             "-p",
             "dpclockctl",
             "--target",
@@ -175,22 +197,15 @@ fn harness_command(subcommand: &str, profile: Profile) -> Command {
     command
 }
 
-/// Clippy, denying warnings, on the driver (both variants) and the harness
-/// for their Windows targets.
+/// Clippy, denying warnings, on kspin's x86 bindings (the `Kef*`/`Kf*`
+/// fastcall names), which no build compiles: windows-drivers-rs has no x86.
+/// The driver and the harness are linted for their Windows targets by the
+/// builds themselves ([`build`]).
 ///
 /// # Errors
 ///
 /// If clippy reports anything.
-pub fn clippy_windows() -> Result<()> {
-    for variant in [Variant::Free, Variant::Checked] {
-        let mut command = driver_command("clippy", variant, Profile::Release);
-        command.args(["--", "-D", "warnings"]);
-        run(&mut command)?;
-    }
-    let mut harness = harness_command("clippy", Profile::Release);
-    harness.args(["--", "-D", "warnings"]);
-    run(&mut harness)?;
-    // kspin's x86 bindings (the Kef*/Kf* fastcall names) type-check for i686.
+pub fn clippy_x86() -> Result<()> {
     let mut x86 = debian_cargo(&target_dir().join("win-x86"));
     x86.env("CARGO_ENCODED_RUSTFLAGS", "")
         .args([
@@ -212,14 +227,15 @@ pub fn clippy_windows() -> Result<()> {
     run(&mut x86)
 }
 
-/// Builds everything and fills both package folders.
+/// Builds everything, clippy-linted with warnings denied, and fills both
+/// package folders.
 ///
 /// # Errors
 ///
 /// If a build fails.
 pub fn build(profile: Profile) -> Result<[Package; 2]> {
     crate::deps::ensure()?;
-    run(&mut harness_command("build", profile))?;
+    run(&mut harness_command(profile))?;
     let harness = target_dir()
         .join("win-harness")
         .join(HARNESS_TARGET)
@@ -227,7 +243,7 @@ pub fn build(profile: Profile) -> Result<[Package; 2]> {
         .join("dpclockctl.exe");
     let mut packages = Vec::new();
     for variant in [Variant::Free, Variant::Checked] {
-        run(&mut driver_command("build", variant, profile))?;
+        run(&mut driver_command(variant, profile))?;
         let built = target_dir()
             .join(format!("win-{}", variant.name()))
             .join(DRIVER_TARGET)

@@ -39,6 +39,16 @@ pub const PACKAGES: &[(&str, &str)] = &[
     ),
     ("wine", "Wine, the rig that runs the driver"),
     ("wine64", "64-bit Wine"),
+    (
+        "autoconf",
+        "the rig's ntoskrnl.exe: Wine's configure is generated (rig/wine/build.sh)",
+    ),
+    ("autotools-dev", "the rig: config.sub and config.guess"),
+    ("flex", "the rig: Wine's build tools (widl, wrc)"),
+    ("bison", "the rig: Wine's build tools (widl, wrc)"),
+    ("make", "the rig: Wine's build"),
+    ("gcc", "the rig: Wine's build tools"),
+    ("patch", "the rig: Debian's patches and the rig's hooks"),
 ];
 
 fn installed(package: &str) -> bool {

@@ -28,7 +28,9 @@ pub mod deps;
 pub mod fuzz;
 pub mod kspin_checks;
 pub mod process;
+pub mod rig;
 pub mod soak;
+pub mod videoport_image;
 pub mod wine;
 
 use std::{sync::OnceLock, time::Duration};

@@ -467,6 +467,11 @@ pub fn run(seconds: u64, seed: u64, sample_seconds: u64) -> Result<i32> {
     if let Some(crash) = session.driver_crash() {
         failures.push(format!("the driver host reported: {crash}"));
     }
+    // The soak's driver hosts come and go with its cycles; each one that
+    // started printed the rig's marker (or, on stock Wine, none did).
+    if let Err(e) = session.check_rig() {
+        failures.push(e.0);
+    }
     let report: Value = fs::read_to_string(&json)
         .ok()
         .and_then(|text| serde_json::from_str(&text).ok())

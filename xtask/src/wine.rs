@@ -22,6 +22,7 @@ use crate::{
     cross::target_dir,
     fail,
     process::{Output, Result, display, run_captured},
+    rig::{self, Rig},
 };
 
 /// Channels in the session log: errors, the driver's DbgPrint, and imports
@@ -80,6 +81,7 @@ pub struct Session {
     prefix: PathBuf,
     log: PathBuf,
     name: String,
+    rig: Rig,
 }
 
 impl Session {
@@ -89,6 +91,7 @@ impl Session {
     ///
     /// If the prefix cannot be made or Wine does not come up.
     pub fn start(name: &str) -> Result<Self> {
+        let rig = rig::selected()?;
         let template = template()?;
         let number = SESSIONS.fetch_add(1, Ordering::Relaxed);
         let name = format!("{name}-{}-{number}", std::process::id());
@@ -109,7 +112,13 @@ impl Session {
                 display(&prefix)
             ));
         }
-        let session = Self { prefix, log, name };
+        rig::install(&rig, &prefix)?;
+        let session = Self {
+            prefix,
+            log,
+            name,
+            rig,
+        };
         // A server that outlives each client, until `wineserver -k`.
         let server = wineserver(&session.prefix, &["-p"], Duration::from_secs(30))?;
         if !server.success() {
@@ -141,6 +150,36 @@ impl Session {
             display(&session.log)
         );
         Ok(session)
+    }
+
+    /// The ntoskrnl.exe this session's driver hosts run.
+    #[must_use]
+    pub fn rig(&self) -> &Rig {
+        &self.rig
+    }
+
+    /// Proves that the driver host runs the ntoskrnl.exe this session chose:
+    /// the rig's marker line with the rig's key in the log, or, on stock
+    /// Wine, no marker at all. Call it once a driver has been started.
+    ///
+    /// # Errors
+    ///
+    /// Naming what was loaded instead.
+    pub fn check_rig(&self) -> Result<()> {
+        let log = self.log_text();
+        match self.rig.marker() {
+            Some(marker) if log.contains(&marker) => Ok(()),
+            Some(marker) => Err(fail!(
+                "the driver host did not load the rig's ntoskrnl.exe: no `{marker}` line in {}; stock Wine must be chosen explicitly ({}=stock)",
+                display(&self.log),
+                rig::RIG_VARIABLE
+            )),
+            None if log.contains(rig::MARKER) => Err(fail!(
+                "stock Wine was chosen, but the driver host loaded the rig's ntoskrnl.exe (log: {})",
+                display(&self.log)
+            )),
+            None => Ok(()),
+        }
     }
 
     /// The session's prefix.
@@ -262,8 +301,12 @@ impl Session {
     /// driver panicked, or it bugchecked.
     #[must_use]
     pub fn driver_crash(&self) -> Option<String> {
-        self.log_text()
-            .lines()
+        let log = self.log_text();
+        // The rig's own line names the bugcheck and the check that raised it.
+        if let Some(line) = log.lines().find(|l| l.contains("dpclock-rig: bugcheck")) {
+            return Some(line.to_owned());
+        }
+        log.lines()
             .find(|line| {
                 line.contains("unimplemented function")
                     || line.contains("Rust panic")
