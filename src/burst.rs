@@ -42,14 +42,15 @@ use crate::{
     wdm::KernelMutex,
 };
 
-/// Processors a burst runs on at most: one KDPC each, in the device
-/// extension (64 KDPCs, 4 KB on x64). A machine with more runs bursts on
-/// its first 64 processors.
-pub const MAX_BURST_PROCESSORS: usize = 64;
-
 /// The burst's KDPCs, its completion event, and the round in flight.
 pub struct Burst {
-    dpcs: [UnsafeCell<KDPC>; MAX_BURST_PROCESSORS],
+    /// One KDPC per processor, `width` of them, in the device extension's
+    /// storage just past `DeviceExtension` (sized for the processor count
+    /// at AddDevice; see `device::extension_size`). Kept out of the struct
+    /// so that no frame ever builds them on the stack: an unoptimized build
+    /// would need `__chkstk` for a frame that large, which x64's
+    /// ntoskrnl.exe does not export (check-windows found it).
+    dpcs: *mut KDPC,
     /// KDPCs initialized and bound to a processor: the burst's width.
     width: u32,
     /// Set by the last DPC routine of a round (auto-reset).
@@ -83,9 +84,7 @@ impl Burst {
     /// Storage for [`Burst::initialize`].
     pub const fn uninitialized() -> Self {
         Self {
-            // SAFETY: KDPC is plain data, valid when zeroed until
-            // KeInitializeDpc fills it in.
-            dpcs: [const { UnsafeCell::new(unsafe { core::mem::zeroed() }) }; MAX_BURST_PROCESSORS],
+            dpcs: ptr::null_mut(),
             width: 0,
             // SAFETY: as above, for KeInitializeEvent.
             done: UnsafeCell::new(unsafe { core::mem::zeroed() }),
@@ -100,25 +99,25 @@ impl Burst {
         }
     }
 
-    /// Initializes one KDPC per processor (up to [`MAX_BURST_PROCESSORS`])
-    /// in place, each calling `R::run(context)` through kspin's DPC
-    /// trampoline, bound to its processor. `PASSIVE_LEVEL`.
+    /// Initializes one KDPC per processor in `dpcs`, each calling
+    /// `R::run(context)` through kspin's DPC trampoline, bound to its
+    /// processor. `PASSIVE_LEVEL`.
     ///
     /// # Safety
     ///
-    /// `this` stays put, and `context` stays valid, until no burst DPC can
-    /// run any more (REMOVE_DEVICE: the remove lock drained, then
-    /// `KeFlushQueuedDpcs`).
+    /// `this`, and the `processors` KDPCs of storage at `dpcs`, stay put
+    /// and `context` stays valid until no burst DPC can run any more
+    /// (REMOVE_DEVICE: the remove lock drained, then `KeFlushQueuedDpcs`).
     pub unsafe fn initialize<R: DeferredRoutine>(
         this: *mut Self,
+        dpcs: *mut KDPC,
         context: *const R,
         processors: u32,
     ) -> Result<(), NTSTATUS> {
-        let width = processors.min(MAX_BURST_PROCESSORS as u32);
-        for index in 0..width {
+        for index in 0..processors {
             // SAFETY: valid, fixed storage (caller); a plain out-parameter.
             unsafe {
-                let dpc = (*this).dpcs[index as usize].get();
+                let dpc = dpcs.add(index as usize);
                 KeInitializeDpc(
                     dpc,
                     Some(kspin::kernel::dpc::deferred_routine::<KDPC, R>),
@@ -138,7 +137,8 @@ impl Burst {
         }
         // SAFETY: valid, fixed storage (caller).
         unsafe {
-            (*this).width = width;
+            (*this).dpcs = dpcs;
+            (*this).width = processors;
             KeInitializeEvent((*this).done.get(), SynchronizationEvent, 0);
             KernelMutex::initialize(&raw mut (*this).control);
         }
@@ -159,12 +159,13 @@ impl Burst {
         // Published with the settings above: each routine's first read of
         // `remaining` (Acquire) sees this store, or a later decrement of it.
         self.remaining.store(self.width, Release);
-        for dpc in &self.dpcs[..self.width as usize] {
-            // SAFETY: an initialized KDPC at a fixed address. It is not
-            // queued: the previous round ended only when every routine had
-            // run, and this one's routines run after this insert. (FALSE, "already
-            // queued", cannot happen, and would only mean it runs once.)
-            let _ = unsafe { KeInsertQueueDpc(dpc.get(), ptr::null_mut(), ptr::null_mut()) };
+        for index in 0..self.width as usize {
+            // SAFETY: one of the `width` KDPCs `initialize` set up, at a
+            // fixed address. It is not queued: the previous round ended only
+            // when every routine had run. (FALSE, "already queued", cannot
+            // happen, and would only mean it runs once.)
+            let _ =
+                unsafe { KeInsertQueueDpc(self.dpcs.add(index), ptr::null_mut(), ptr::null_mut()) };
         }
         // SAFETY: an initialized event; a non-alertable kernel-mode wait
         // with no timeout, at PASSIVE_LEVEL, returns once it is set.
@@ -219,7 +220,8 @@ impl Burst {
     }
 }
 
-// SAFETY: the KDPCs and the event are kernel objects that synchronize
-// themselves; the round's settings and results are atomics; `width` is
-// written only in AddDevice, before the device is shared.
+// SAFETY: the KDPCs (behind `dpcs`) and the event are kernel objects that
+// synchronize themselves; the round's settings and results are atomics;
+// `dpcs` and `width` are written only in AddDevice, before the device is
+// shared.
 unsafe impl Sync for Burst {}

@@ -17,7 +17,7 @@ use wdk_sys::{
     FILE_DEVICE_SECURE_OPEN, FILE_DEVICE_UNKNOWN, IO_NO_INCREMENT, IRP,
     IRP_MN_CANCEL_REMOVE_DEVICE, IRP_MN_CANCEL_STOP_DEVICE, IRP_MN_QUERY_REMOVE_DEVICE,
     IRP_MN_QUERY_STOP_DEVICE, IRP_MN_REMOVE_DEVICE, IRP_MN_START_DEVICE, IRP_MN_STOP_DEVICE,
-    IRP_MN_SURPRISE_REMOVAL, KEVENT, NTSTATUS, PDEVICE_OBJECT, PDRIVER_OBJECT, PVOID,
+    IRP_MN_SURPRISE_REMOVAL, KDPC, KEVENT, NTSTATUS, PDEVICE_OBJECT, PDRIVER_OBJECT, PVOID,
     STATUS_MORE_PROCESSING_REQUIRED, STATUS_NO_SUCH_DEVICE, STATUS_PENDING, STATUS_SUCCESS,
     UNICODE_STRING,
     ntddk::{
@@ -131,6 +131,17 @@ impl DeferredRoutine for DeviceExtension {
     }
 }
 
+/// Where the burst's KDPCs start in the device extension: just past the
+/// `DeviceExtension` struct, aligned for a KDPC.
+const fn burst_dpcs_offset() -> usize {
+    size_of::<DeviceExtension>().next_multiple_of(align_of::<KDPC>())
+}
+
+/// The device extension's size: the struct, then one KDPC per processor.
+const fn extension_size(processors: u32) -> usize {
+    burst_dpcs_offset() + processors as usize * size_of::<KDPC>()
+}
+
 /// The extension of one of this driver's device objects.
 ///
 /// # Safety
@@ -165,11 +176,13 @@ unsafe fn create_fdo(driver: PDRIVER_OBJECT, pdo: PDEVICE_OBJECT) -> Result<(), 
     // makes the I/O manager apply the device's DACL to opens of names below
     // the device's too; the DACL itself, SYSTEM and Administrators only,
     // comes from the INF, which the PnP manager applies to the whole stack.
+    // SAFETY: callable at PASSIVE_LEVEL.
+    let processors = unsafe { KeQueryActiveProcessorCountEx(ALL_PROCESSOR_GROUPS as u16) };
     // SAFETY: at PASSIVE_LEVEL with this driver's object.
     let fdo = unsafe {
         wdm::create_unnamed_device(
             driver,
-            size_of::<DeviceExtension>(),
+            extension_size(processors),
             FILE_DEVICE_UNKNOWN,
             FILE_DEVICE_SECURE_OPEN,
         )?
@@ -188,7 +201,7 @@ unsafe fn create_fdo(driver: PDRIVER_OBJECT, pdo: PDEVICE_OBJECT) -> Result<(), 
                 Buffer: ptr::null_mut(),
             }),
             interface_enabled: AtomicBool::new(false),
-            processors: KeQueryActiveProcessorCountEx(ALL_PROCESSOR_GROUPS as u16),
+            processors,
             ledgers: Ledgers::new(),
             timer: PeriodicTimer::uninitialized(),
             burst: Burst::uninitialized(),
@@ -203,13 +216,15 @@ unsafe fn create_fdo(driver: PDRIVER_OBJECT, pdo: PDEVICE_OBJECT) -> Result<(), 
     };
     // The burst DPCs' context is the extension too, seen as a BurstRoutine
     // (the same bytes: `repr(transparent)`), whose `run` is the burst's.
-    // SAFETY: fixed storage, not yet shared; the extension outlives every
+    // SAFETY: fixed storage, not yet shared, with room for `processors`
+    // KDPCs past the struct (extension_size); the extension outlives every
     // burst DPC (REMOVE_DEVICE drains the remove lock, then flushes DPCs).
     if let Err(status) = unsafe {
         Burst::initialize(
             &raw mut (*ext).burst,
+            ext.cast::<u8>().add(burst_dpcs_offset()).cast::<KDPC>(),
             ext.cast_const().cast::<BurstRoutine>(),
-            (*ext).processors,
+            processors,
         )
     } {
         // SAFETY: our own device, never exposed.
