@@ -354,9 +354,9 @@ fn the_checked_build_reports_hold_times_and_irql_checks() {
         rig.explain("checked stress", &output)
     );
     assert_eq!(report["environment"]["checked_build"], true);
-    // Available exactly when the rig models IRQL (stock Wine does not).
+    // Enabled exactly when the rig models IRQL (stock Wine does not).
     let irql_checks = if rig.modelled() {
-        "available"
+        "enabled"
     } else {
         "unavailable"
     };
