@@ -63,6 +63,15 @@
 //!   context's table is full; the locks the full table could not record are
 //!   counted, and reported as leaks if still held when the outermost scope
 //!   ends. Nothing one context does changes another's checks.
+//! * **A scope that finds every context taken** is kept in its thread's
+//!   [`ThreadRecord`], outside the tables ([`Platform::with_thread_record`]):
+//!   its inner scopes deepen the record instead of claiming a context (one
+//!   that did would be taken for the outermost and judge a live guard
+//!   leaked). Its locks are owned by the record's token, whose index bits
+//!   are all ones; the outermost scope reports those still held as leaked
+//!   and puts the token in a ring of the last 64: an
+//!   acquire of a lock a token there owns is fail-stopped. On a platform
+//!   without records no context is claimed while such a scope is open.
 //! * **Owners are tokens that are never reused**: the outermost scope's
 //!   serial number with its context's index, not the thread's address (a
 //!   `KTHREAD` is reused by threads created later). A lock still owned by a
