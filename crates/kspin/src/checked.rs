@@ -56,9 +56,8 @@
 //!   thread's identity, hashed, not by the processor number: that needs no
 //!   further import, and it stays right where IRQL is not modelled, in
 //!   Wine, whose threads do migrate. Beyond [`MAX_CONTEXTS`] threads inside
-//!   scopes at once, a thread's scopes go untracked and are counted; should
-//!   a context come free while such a thread is inside them, its next inner
-//!   scope is taken for an outermost one.) A context counts
+//!   scopes at once, a thread's scopes go untracked, counted, and are kept
+//!   in its own record: see below.) A context counts
 //!   its scopes itself, so the outermost scope is known even when the
 //!   context's table is full; the locks the full table could not record are
 //!   counted, and reported as leaks if still held when the outermost scope
