@@ -56,13 +56,21 @@
 //!   thread's identity, hashed, not by the processor number: that needs no
 //!   further import, and it stays right where IRQL is not modelled, in
 //!   Wine, whose threads do migrate. Beyond [`MAX_CONTEXTS`] threads inside
-//!   scopes at once, a thread's scopes go untracked and are counted; should
-//!   a context come free while such a thread is inside them, its next inner
-//!   scope is taken for an outermost one.) A context counts
+//!   scopes at once, a thread's scopes go untracked, counted, and are kept
+//!   in its own record: see below.) A context counts
 //!   its scopes itself, so the outermost scope is known even when the
 //!   context's table is full; the locks the full table could not record are
 //!   counted, and reported as leaks if still held when the outermost scope
 //!   ends. Nothing one context does changes another's checks.
+//! * **A scope that finds every context taken** is kept in its thread's
+//!   [`ThreadRecord`], outside the tables ([`Platform::with_thread_record`]):
+//!   its inner scopes deepen the record instead of claiming a context (one
+//!   that did would be taken for the outermost and judge a live guard
+//!   leaked). Its locks are owned by the record's token, whose index bits
+//!   are all ones; the outermost scope reports those still held as leaked
+//!   and puts the token in a ring of the last 64: an
+//!   acquire of a lock a token there owns is fail-stopped. On a platform
+//!   without records no context is claimed while such a scope is open.
 //! * **Owners are tokens that are never reused**: the outermost scope's
 //!   serial number with its context's index, not the thread's address (a
 //!   `KTHREAD` is reused by threads created later). A lock still owned by a
@@ -71,6 +79,7 @@
 
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
+pub use crate::platform::ThreadRecord;
 use crate::{
     backend::Mode,
     class::{ClassState, LockClass},
@@ -100,7 +109,17 @@ const NODE_WORDS: usize = MAX_NODES / 64;
 const NO_SLOT: usize = usize::MAX;
 /// Low bits of an owner token: the context's index.
 const CONTEXT_BITS: u32 = 8;
-const _: () = assert!(MAX_CONTEXTS <= 1 << CONTEXT_BITS);
+/// The index bits of the token of a scope that found every context taken
+/// (kept in its thread's [`ThreadRecord`]).
+const ON_THREAD_INDEX: u64 = (1 << CONTEXT_BITS) - 1;
+const _: () = assert!(MAX_CONTEXTS < ON_THREAD_INDEX as usize);
+/// [`Ticket::context`] of an entry kept in the thread's record.
+const ON_THREAD: usize = MAX_CONTEXTS;
+/// [`Ticket::context`] of a scope that got neither a context nor a record.
+const NOWHERE: usize = MAX_CONTEXTS + 1;
+/// Tokens of the last scopes that ended in their thread's record still
+/// holding locks: an acquire of a lock one of them owns is stopped.
+const LEAKED_ON_THREAD: usize = 64;
 
 /// Hold-time statistics of one lock class.
 #[repr(C)]
@@ -208,7 +227,8 @@ impl Owner {
 /// What the validator remembers about one acquisition or scope until its
 /// end.
 pub(crate) struct Ticket {
-    /// The context, or `NO_SLOT` if none could be claimed.
+    /// The context; `ON_THREAD` for the thread's record, `NOWHERE` for a
+    /// scope that got neither; `NO_SLOT` for an acquisition in neither.
     context: usize,
     /// The context's token when the entry was made (0: no context).
     token: u64,
@@ -231,6 +251,14 @@ impl Ticket {
             seq: 0,
             start_ns: 0,
             measured: false,
+        }
+    }
+
+    const fn on_thread(token: u64) -> Self {
+        Self {
+            context: ON_THREAD,
+            token,
+            ..Self::untracked()
         }
     }
 }
@@ -302,6 +330,14 @@ static IRQL_AT_ACQUIRE: AtomicU64 = AtomicU64::new(0);
 static IRQL_AT_RELEASE: AtomicU64 = AtomicU64::new(0);
 static HELD_AT_SCOPE_END: AtomicU64 = AtomicU64::new(0);
 static UNTRACKED: AtomicU64 = AtomicU64::new(0);
+/// See [`LEAKED_ON_THREAD`]; a ring, overwriting the oldest.
+static LEAKED_TOKENS: [AtomicU64; LEAKED_ON_THREAD] =
+    [const { AtomicU64::new(0) }; LEAKED_ON_THREAD];
+static NEXT_LEAKED: AtomicUsize = AtomicUsize::new(0);
+/// Open scopes that got neither a context nor a record (a platform without
+/// records): while any is open no context is claimed, since the claimant
+/// might be one of its inner scopes.
+static OPEN_NOWHERE: AtomicU32 = AtomicU32::new(0);
 
 fn count(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
@@ -427,10 +463,43 @@ fn claim_context(thread: usize) -> Option<usize> {
 /// Opens a scope (`at_dispatch_level`, a DPC routine, the raising
 /// `Lock::with`) on the current thread.
 pub(crate) fn enter_scope<P: Platform>() -> Ticket {
-    let thread = P::current_thread();
-    let Some(index) = find(thread).or_else(|| claim_context(thread)) else {
+    // Inside a scope that found every context taken, an inner scope must
+    // not claim one: it would be taken for the outermost.
+    let inner = P::with_thread_record(|record| {
+        let depth = record.depth.get();
+        (depth != 0).then(|| {
+            record.depth.set(depth + 1);
+            record.token.get()
+        })
+    });
+    if let Some(Some(token)) = inner {
         count(&UNTRACKED);
-        return Ticket::untracked();
+        return Ticket::on_thread(token);
+    }
+    let thread = P::current_thread();
+    let claimed = find(thread).or_else(|| {
+        if OPEN_NOWHERE.load(Ordering::Acquire) == 0 {
+            claim_context(thread)
+        } else {
+            None
+        }
+    });
+    let Some(index) = claimed else {
+        count(&UNTRACKED);
+        let token = NEXT_SERIAL.fetch_add(1, Ordering::Relaxed) << CONTEXT_BITS | ON_THREAD_INDEX;
+        let recorded = P::with_thread_record(|record| {
+            record.depth.set(1);
+            record.token.set(token);
+            record.held.set(0);
+        });
+        if recorded.is_some() {
+            return Ticket::on_thread(token);
+        }
+        OPEN_NOWHERE.fetch_add(1, Ordering::AcqRel);
+        return Ticket {
+            context: NOWHERE,
+            ..Ticket::untracked()
+        };
     };
     let context = &CONTEXTS[index];
     context.depth.fetch_add(1, Ordering::Relaxed);
@@ -451,12 +520,20 @@ pub(crate) fn exit_scope<P: Platform>(ticket: &Ticket) {
     if irql_modelled::<P>() && P::current_irql() != Irql::DISPATCH {
         count(&IRQL_AT_RELEASE);
     }
-    end_scope(ticket);
+    end_scope::<P>(ticket);
 }
 
 /// Ends the scope `ticket`. The outermost one reports every lock its
-/// context still holds (recorded or not) as leaked, and frees the context.
-fn end_scope(ticket: &Ticket) {
+/// context (or its thread's record) still holds as leaked, and frees it.
+fn end_scope<P: Platform>(ticket: &Ticket) {
+    if ticket.context == ON_THREAD {
+        P::with_thread_record(|record| end_on_thread(record, ticket.token));
+        return;
+    }
+    if ticket.context == NOWHERE {
+        OPEN_NOWHERE.fetch_sub(1, Ordering::AcqRel);
+        return;
+    }
     let Some(context) = CONTEXTS.get(ticket.context) else {
         return;
     };
@@ -480,6 +557,33 @@ fn end_scope(ticket: &Ticket) {
     // context's, they are known to be leaked (see `before_acquire`).
     context.token.store(0, Ordering::Release);
     context.thread.store(0, Ordering::Release);
+}
+
+/// Ends a scope kept in the thread's record; the outermost one reports the
+/// locks still held in them as leaked, and remembers their token as dead.
+fn end_on_thread(record: &ThreadRecord, token: u64) {
+    let depth = record.depth.get();
+    if depth == 0 || record.token.get() != token {
+        return;
+    }
+    record.depth.set(depth - 1);
+    if depth != 1 {
+        return;
+    }
+    let held = record.held.replace(0);
+    if held != 0 {
+        HELD_AT_SCOPE_END.fetch_add(u64::from(held), Ordering::Relaxed);
+        let at = NEXT_LEAKED.fetch_add(1, Ordering::Relaxed) % LEAKED_ON_THREAD;
+        LEAKED_TOKENS[at].store(token, Ordering::Release);
+    }
+    record.token.set(0);
+}
+
+/// Whether `token` is that of the current thread's open scopes kept in its
+/// record.
+fn mine_on_thread<P: Platform>(token: u64) -> bool {
+    P::with_thread_record(|record| record.depth.get() != 0 && record.token.get() == token)
+        .unwrap_or(false)
 }
 
 // The order graph.
@@ -607,16 +711,27 @@ pub(crate) fn before_acquire<P: Platform>(
     let context = current::<P>(me).map(|index| &CONTEXTS[index]);
     let holder = owner.0.load(Ordering::Acquire);
     if holder != 0 {
-        let mine = context.is_some_and(|c| c.token.load(Ordering::Relaxed) == holder);
+        let index = holder & ((1 << CONTEXT_BITS) - 1);
+        let mine = if index == ON_THREAD_INDEX {
+            mine_on_thread::<P>(holder)
+        } else {
+            context.is_some_and(|c| c.token.load(Ordering::Relaxed) == holder)
+        };
         // The holder's scope has ended if its context no longer has its
-        // token; the owner is cleared before that scope ends, so reading the
-        // same owner again after seeing the end means it never was.
+        // token (or, kept in a thread's record, if it ended holding locks);
+        // the owner is cleared before that scope ends, so reading the same
+        // owner again after seeing the end means it never was.
         let scope_ended = || {
-            let index = (holder & ((1 << CONTEXT_BITS) - 1)) as usize;
-            CONTEXTS
-                .get(index)
-                .is_some_and(|c| c.token.load(Ordering::Acquire) != holder)
-                && owner.0.load(Ordering::Acquire) == holder
+            let ended = if index == ON_THREAD_INDEX {
+                LEAKED_TOKENS
+                    .iter()
+                    .any(|token| token.load(Ordering::Acquire) == holder)
+            } else {
+                CONTEXTS
+                    .get(index as usize)
+                    .is_some_and(|c| c.token.load(Ordering::Acquire) != holder)
+            };
+            ended && owner.0.load(Ordering::Acquire) == holder
         };
         if mine {
             count(&RECURSIVE_ACQUIRES);
@@ -688,15 +803,23 @@ pub(crate) fn after_acquire<P: Platform>(
                 measured: false,
             },
             None => {
-                // Only a scope whose context could not be claimed gets here.
+                // Only a scope whose context could not be claimed gets here:
+                // its thread's record, if the platform keeps one.
                 count(&UNTRACKED);
-                Ticket::untracked()
+                P::with_thread_record(|record| {
+                    (record.depth.get() != 0).then(|| Ticket::on_thread(record.token.get()))
+                })
+                .flatten()
+                .unwrap_or(Ticket::untracked())
             }
         }
     };
     if let Some(context) = CONTEXTS.get(ticket.context) {
         owner.0.store(ticket.token, Ordering::Release);
         record_held::<P>(context, &mut ticket, class, subclass);
+    } else if ticket.context == ON_THREAD {
+        owner.0.store(ticket.token, Ordering::Release);
+        P::with_thread_record(|record| record.held.set(record.held.get() + 1));
     }
     ticket.measured = measured;
     ticket.start_ns = P::now_ns();
@@ -742,7 +865,13 @@ pub(crate) fn before_release<P: Platform>(
 ) {
     let end_ns = P::now_ns();
     let me = P::current_thread();
-    if ticket.token != 0 {
+    if ticket.context == ON_THREAD {
+        if mine_on_thread::<P>(ticket.token) {
+            P::with_thread_record(|record| record.held.set(record.held.get().saturating_sub(1)));
+        } else {
+            count(&FOREIGN_RELEASES);
+        }
+    } else if ticket.token != 0 {
         // (`find`, not `current`: unsafe code may have lowered the IRQL.)
         let mine = find(me).map(|index| CONTEXTS[index].token.load(Ordering::Relaxed));
         if mine != Some(ticket.token) {
@@ -772,7 +901,7 @@ pub(crate) fn before_release<P: Platform>(
         }
     }
     if mode == Mode::Raising {
-        end_scope(ticket);
+        end_scope::<P>(ticket);
     }
     if ticket.measured {
         record_hold(&class.checked, end_ns.saturating_sub(ticket.start_ns));

@@ -45,6 +45,12 @@ std::thread_local! {
     static IRQL: Cell<u8> = const { Cell::new(0) };
     static MODELLED: Cell<bool> = const { Cell::new(true) };
     static THREAD_ID: Cell<usize> = const { Cell::new(0) };
+    /// The simulated identity this thread took, given back when it ends.
+    static SIMULATED: SimulatedIdentity = const { SimulatedIdentity(Cell::new(0)) };
+}
+#[cfg(all(not(loom), feature = "checked"))]
+std::thread_local! {
+    static RECORD: crate::checked::ThreadRecord = const { crate::checked::ThreadRecord::new() };
 }
 #[cfg(loom)]
 loom::thread_local! {
@@ -67,13 +73,75 @@ pub fn simulate_unmodelled_irql(unmodelled: bool) {
     MODELLED.with(|m| m.set(!unmodelled));
 }
 
+/// The first identity [`simulate_thread_identity`] accepts: thread numbers
+/// are handed out below it, so a simulated identity is never a thread's own.
+#[cfg(not(loom))]
+pub const FIRST_SIMULATED_IDENTITY: usize = usize::MAX / 2 + 1;
+
+/// The simulated identities live threads hold.
+#[cfg(not(loom))]
+static SIMULATED_IN_USE: std::sync::Mutex<std::vec::Vec<usize>> =
+    std::sync::Mutex::new(std::vec::Vec::new());
+
+/// A thread's simulated identity (0: none), given back when the thread ends.
+#[cfg(not(loom))]
+struct SimulatedIdentity(Cell<usize>);
+
+#[cfg(not(loom))]
+impl Drop for SimulatedIdentity {
+    fn drop(&mut self) {
+        give_back(self.0.get());
+    }
+}
+
+#[cfg(not(loom))]
+fn in_use() -> std::sync::MutexGuard<'static, std::vec::Vec<usize>> {
+    SIMULATED_IN_USE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(not(loom))]
+fn give_back(identity: usize) {
+    if identity != 0 {
+        in_use().retain(|&live| live != identity);
+    }
+}
+
 /// Makes [`Host::current_thread`] return `identity` on this thread from now
 /// on, as a kernel thread created after another exited may get the dead
 /// thread's `KTHREAD` address: for testing that the validator never lets a
-/// later thread inherit an earlier one's records. (0 goes back to this
-/// thread's own number.)
+/// later thread inherit an earlier one's records. (0 gives a fresh number
+/// of its own.)
+///
+/// # Panics
+///
+/// If `identity` is below [`FIRST_SIMULATED_IDENTITY`] (a thread's own
+/// number), or another live thread holds it: two live threads with one
+/// identity would be one thread to the validator, and a thread waiting for
+/// a lock the other holds would be stopped as a recursive acquire. The
+/// identity is free again once the thread that held it ends or changes it.
+#[cfg(not(loom))]
 pub fn simulate_thread_identity(identity: usize) {
-    THREAD_ID.with(|id| id.set(identity));
+    assert!(
+        identity == 0 || identity >= FIRST_SIMULATED_IDENTITY,
+        "simulate_thread_identity({identity:#x}): below FIRST_SIMULATED_IDENTITY, a thread's own number"
+    );
+    SIMULATED.with(|mine| {
+        if identity == mine.0.get() {
+            return;
+        }
+        if identity != 0 {
+            let mut live = in_use();
+            assert!(
+                !live.contains(&identity),
+                "simulate_thread_identity({identity:#x}): a live thread holds this identity"
+            );
+            live.push(identity);
+        }
+        give_back(mine.0.replace(identity));
+        THREAD_ID.with(|id| id.set(identity));
+    });
 }
 
 fn irql() -> Irql {
@@ -148,6 +216,12 @@ unsafe impl Platform for Host {
 
     fn fail_stop(violation: &'static str, lock: usize) -> ! {
         panic!("kspin checked: {violation} (lock {lock:#x})")
+    }
+
+    #[cfg(all(not(loom), feature = "checked"))]
+    fn with_thread_record<R>(f: impl FnOnce(&crate::checked::ThreadRecord) -> R) -> Option<R> {
+        // (None once the thread's locals are gone, as it ends.)
+        RECORD.try_with(f).ok()
     }
 }
 
