@@ -3,11 +3,11 @@
 //! in a row (it must be deterministic), and the zero-cost comparison of the
 //! disassembled raw/guard pairs.
 
-use std::process::Command;
+use std::{process::Command, time::Duration};
 
 use crate::{
     bench, fail,
-    process::{Result, run},
+    process::{Result, run, run_captured},
 };
 
 /// The rustup toolchain Miri runs on.
@@ -86,36 +86,170 @@ pub fn ensure_miri() -> Result<()> {
 
 /// kspin's host suites under Miri: the guards, the safe-code attack suite
 /// (whose leaks are deliberate, so Miri's leak report is off for it), and
-/// the checked validator's suite.
+/// the checked validator's suite, each of whose tests runs in a Miri of its
+/// own.
+///
+/// Why one Miri per validator test: Miri's data-race detector keeps a
+/// vector clock per thread ever started, and the validator's tests start
+/// up to 129 threads each, so in one interpreter every later atomic access
+/// pays for every earlier test's threads (64 threads' leaks took 4 s alone
+/// and 2 minutes after the rest of the suite). Miri interprets on one core,
+/// so two workers, each with a target folder of its own (a `cargo test`
+/// holds its folder's lock until its tests end), run the jobs side by side.
 ///
 /// # Errors
 ///
 /// If Miri is missing and cannot be installed, or reports anything.
 pub fn miri() -> Result<()> {
     ensure_miri()?;
-    let suites: [(&[&str], &str); 3] = [
-        (&["--test", "guards"], ""),
-        (&["--test", "safe_code"], "-Zmiri-ignore-leaks"),
-        (&["--features", "checked", "--test", "checked"], ""),
+    let validator_tests = list_tests(&["--features", "checked", "--test", "checked"])?;
+    let mut jobs: Vec<MiriJob> = vec![
+        MiriJob::new("guards", &["--test", "guards"], ""),
+        MiriJob::new("safe_code", &["--test", "safe_code"], "-Zmiri-ignore-leaks"),
+        // The inversion two threads take at the same moment, under several
+        // fixed schedules: the validator must count it in every round of
+        // each. (Seed 0 of f3eda08's validator missed 1 of 3 rounds, seed 4
+        // all 3.)
+        MiriJob::new(
+            "checked finding_1_ under seeds 0..8",
+            &["--features", "checked", "--test", "checked", "finding_1_"],
+            "-Zmiri-many-seeds=0..8",
+        ),
     ];
-    for (args, flags) in suites {
+    for name in &validator_tests {
+        let mut job = MiriJob::new(
+            &format!("checked {name}"),
+            &["--features", "checked", "--test", "checked"],
+            "",
+        );
+        job.args
+            .extend(["--".into(), "--exact".into(), name.clone()]);
+        jobs.push(job);
+    }
+    // The longest first, so that the two workers end together (these took
+    // 1 to 5 minutes each on 2 loaded cores; the rest under a minute).
+    let heavy = [
+        "clean_use_reports_nothing",
+        "attack_17_f2",
+        "attack_17_f1",
+        "sixty_four",
+        "finding_1_ under seeds",
+        "finding_2_",
+        "guards",
+        "safe_code",
+        "finding_3_",
+    ];
+    jobs.sort_by_key(|job| {
+        heavy
+            .iter()
+            .position(|h| job.label.contains(h))
+            .unwrap_or(heavy.len())
+    });
+    eprintln!(
+        "  {} Miri jobs ({} validator tests one by one), two at a time",
+        jobs.len(),
+        validator_tests.len()
+    );
+    let queue = std::sync::Mutex::new(jobs.into_iter());
+    let failures = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for worker in 0..2 {
+            let (queue, failures) = (&queue, &failures);
+            scope.spawn(move || {
+                let target = crate::cross::target_dir().join(format!("miri-{worker}"));
+                loop {
+                    let next = queue.lock().map(|mut q| q.next()).unwrap_or(None);
+                    let Some(job) = next else { break };
+                    if let Err(e) = job.run(&target)
+                        && let Ok(mut failures) = failures.lock()
+                    {
+                        failures.push(e.0);
+                    }
+                }
+            });
+        }
+    });
+    let failures = failures.into_inner().unwrap_or_default();
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(fail!("Miri failed:\n{}", failures.join("\n")))
+    }
+}
+
+/// One `cargo miri test -p kspin` run.
+struct MiriJob {
+    label: String,
+    args: Vec<String>,
+    flags: String,
+}
+
+impl MiriJob {
+    fn new(label: &str, args: &[&str], flags: &str) -> Self {
+        Self {
+            label: label.to_owned(),
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            flags: flags.to_owned(),
+        }
+    }
+
+    fn run(&self, target: &std::path::Path) -> Result<()> {
         let mut command = nightly_cargo();
         command
-            .args(["miri", "test", "-p", "kspin"])
-            .args(args)
-            .env("MIRIFLAGS", flags);
-        run(&mut command)?;
+            .args(["miri", "test", "-q", "-p", "kspin"])
+            .args(&self.args)
+            .env("CARGO_TARGET_DIR", target)
+            .env("MIRIFLAGS", &self.flags);
+        let output = run_captured(&mut command, Duration::from_secs(30 * 60))?;
+        if output.success() {
+            eprintln!(
+                "  ok {:>6.1} s  {}",
+                output.elapsed.as_secs_f64(),
+                self.label
+            );
+            Ok(())
+        } else {
+            Err(fail!(
+                "{} (`{}`) {output}",
+                self.label,
+                crate::process::describe(&command)
+            ))
+        }
     }
-    // The inversion two threads take at the same moment, under several
-    // fixed schedules: the validator must count it in every round of each.
-    // (Seed 0 of f3eda08's validator missed 1 of 3 rounds, seed 4 all 3.)
-    let mut command = nightly_cargo();
+}
+
+/// The names of the tests `cargo test -p kspin ARGS` would run (listed by
+/// the host build: the same tests Miri runs).
+fn list_tests(args: &[&str]) -> Result<Vec<String>> {
+    let mut command = Command::new(env_cargo());
     command
-        .args(["miri", "test", "-p", "kspin", "--features", "checked"])
-        .args(["--test", "checked", "finding_1_"])
-        .env("MIRIFLAGS", "-Zmiri-many-seeds=0..8");
-    run(&mut command)?;
-    Ok(())
+        .current_dir(crate::cross::workspace())
+        .args(["test", "-q", "-p", "kspin"])
+        .args(args)
+        .args(["--", "--list", "--format", "terse"]);
+    let output = command
+        .output()
+        .map_err(|e| fail!("cannot list kspin's tests: {e}"))?;
+    if !output.status.success() {
+        return Err(fail!(
+            "listing kspin's tests failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    let names: Vec<String> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| line.strip_suffix(": test"))
+        .map(str::to_owned)
+        .collect();
+    if names.is_empty() {
+        return Err(fail!("listing kspin's tests found none"));
+    }
+    Ok(names)
+}
+
+/// rustup's cargo running xtask.
+fn env_cargo() -> std::ffi::OsString {
+    std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
 }
 
 /// Runs the checked validator's suite `times` times in a row, in debug and

@@ -1,7 +1,7 @@
 //! `cargo xtask`: see the crate documentation of the `xtask` library.
 
 use std::{
-    env,
+    env, fs,
     path::Path,
     process::{Command, ExitCode},
     time::{Duration, Instant},
@@ -9,7 +9,7 @@ use std::{
 
 use xtask::{
     COMMAND_TIMEOUT, cross, deps, fail, kspin_checks,
-    process::{Result, display, run},
+    process::{Background, Result, display, run},
     wine::Session,
 };
 
@@ -179,6 +179,14 @@ fn stress(mut args: Vec<String>) -> Result<i32> {
     }
 }
 
+/// This xtask binary, to run one of its commands in a child process.
+fn xtask_itself() -> Result<Command> {
+    let exe = env::current_exe().map_err(|e| fail!("cannot find xtask's own binary: {e}"))?;
+    let mut command = Command::new(exe);
+    command.current_dir(cross::workspace());
+    Ok(command)
+}
+
 /// rustup's cargo (the one running xtask), for host builds.
 fn cargo() -> Command {
     let mut command = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
@@ -264,13 +272,39 @@ fn all_tests(steps: &mut Steps) -> Result<()> {
         "kspin's checked validator suite, 20 runs in a row (debug and release)",
         || kspin_checks::checked_repeatedly(cargo, 20),
     )?;
-    steps.step(
-        "Miri: kspin's guards, safe-code attacks and validator",
-        kspin_checks::miri,
+    // The rig's ntoskrnl.exe is built (once per machine: about 4 minutes,
+    // much of it a download and a single-threaded configure) beside the
+    // steps below until the PE checks need it.
+    let rig = Background::start(
+        "the Wine rig's ntoskrnl.exe (cargo xtask rig)",
+        xtask_itself()?.arg("rig"),
+        &cross::target_dir().join("xtask-logs").join("rig.log"),
     )?;
+    // Miri and libFuzzer each keep one core busy: side by side, they take
+    // the time of the longer.
     steps.step(
-        "coverage-guided fuzzing of dpclock-ioctl (cargo-fuzz, 60 s)",
-        || xtask::fuzz::run_for(60).map(|_| ()),
+        "Miri: kspin's guards, safe-code attacks and validator; beside it, coverage-guided fuzzing of dpclock-ioctl (cargo-fuzz, 60 s)",
+        || {
+            let log = cross::target_dir().join("xtask-logs").join("fuzz.log");
+            let fuzz = Background::start(
+                "fuzzing (cargo xtask fuzz --seconds 60)",
+                xtask_itself()?.args(["fuzz", "--seconds", "60"]),
+                &log,
+            )?;
+            let miri = kspin_checks::miri();
+            let fuzzed = fuzz.join(Duration::from_secs(20 * 60));
+            miri?;
+            let took = fuzzed?;
+            let text = fs::read_to_string(&log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            eprintln!(
+                "  fuzzing passed beside Miri in {:.1} s; the end of its log ({}):\n{}",
+                took.as_secs_f64(),
+                log.display(),
+                lines[lines.len().saturating_sub(8)..].join("\n")
+            );
+            Ok(())
+        },
     )?;
     steps.step("loom model checks (LOOM_MAX_PREEMPTIONS=2)", || {
         let mut loom = cargo_line("test -p kspin --test loom --release");
@@ -295,13 +329,20 @@ fn all_tests(steps: &mut Steps) -> Result<()> {
         "cross builds, clippy-linted (dpclock.sys free and checked, dpclockctl.exe)",
         || cross::build(cross::Profile::Release).map(|_| ()),
     )?;
+    steps.step(
+        "the Wine rig's ntoskrnl.exe (built once per machine; the wait for the background build)",
+        || {
+            let took = rig.join(Duration::from_secs(40 * 60))?;
+            eprintln!(
+                "  built or found in {:.1} s, in the background",
+                took.as_secs_f64()
+            );
+            xtask::rig::selected().map(|rig| eprintln!("  {rig:?}"))
+        },
+    )?;
     steps.step("PE checks of dpclock.sys", || {
         run(&mut cargo_line("test -p dpclock --test pe"))
     })?;
-    steps.step(
-        "the Wine rig's ntoskrnl.exe (built once per machine)",
-        || xtask::rig::selected().map(|rig| eprintln!("  {rig:?}")),
-    )?;
     steps.step("Wine end-to-end tests (serial)", || {
         run(&mut cargo_line(
             "test -p dpclock --test wine -- --test-threads=1",

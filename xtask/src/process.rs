@@ -228,3 +228,105 @@ pub fn on_path(program: impl AsRef<OsStr>) -> bool {
 pub fn display(path: &Path) -> String {
     path.to_string_lossy().into_owned()
 }
+
+/// A command running beside the caller's work, its output going to a log
+/// file (so that it does not interleave with the foreground's), joined later
+/// with a timeout.
+pub struct Background {
+    what: String,
+    child: Option<std::process::Child>,
+    log: std::path::PathBuf,
+    started: Instant,
+}
+
+impl Background {
+    /// Starts `command` in its own process group, stdout and stderr into
+    /// `log`.
+    ///
+    /// # Errors
+    ///
+    /// If the log cannot be created or the command cannot start.
+    pub fn start(what: &str, command: &mut Command, log: &Path) -> Result<Self> {
+        if let Some(dir) = log.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| fail!("cannot create {}: {e}", dir.display()))?;
+        }
+        let file = std::fs::File::create(log)
+            .map_err(|e| fail!("cannot create {}: {e}", log.display()))?;
+        let err = file
+            .try_clone()
+            .map_err(|e| fail!("cannot reopen {}: {e}", log.display()))?;
+        eprintln!(
+            "  started in the background: {what}\n    $ {}\n    log: {}",
+            describe(command),
+            log.display()
+        );
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(file)
+            .stderr(err)
+            .process_group(0)
+            .spawn()
+            .map_err(|e| fail!("cannot run `{}`: {e}", describe(command)))?;
+        Ok(Self {
+            what: what.to_owned(),
+            child: Some(child),
+            log: log.to_owned(),
+            started: Instant::now(),
+        })
+    }
+
+    /// Waits for the command, killing its process group if it has run
+    /// `timeout` in all. Returns how long it ran.
+    ///
+    /// # Errors
+    ///
+    /// If it failed or timed out; the error holds the end of its log.
+    pub fn join(mut self, timeout: Duration) -> Result<Duration> {
+        let Some(mut child) = self.child.take() else {
+            return Err(fail!("{} was joined twice", self.what));
+        };
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break Some(status),
+                Ok(None) if self.started.elapsed() >= timeout => {
+                    kill_group(child.id());
+                    let _ = child.wait();
+                    break None;
+                }
+                Ok(None) => thread::sleep(Duration::from_millis(100)),
+                Err(e) => return Err(fail!("waiting for {}: {e}", self.what)),
+            }
+        };
+        let elapsed = self.started.elapsed();
+        if status.is_some_and(|s| s.success()) {
+            return Ok(elapsed);
+        }
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        let tail = lines[lines.len().saturating_sub(60)..].join("\n");
+        let how = match status {
+            None => format!(
+                "did not finish within {} s and was killed",
+                timeout.as_secs()
+            ),
+            Some(status) => format!("failed ({status}) after {:.1} s", elapsed.as_secs_f64()),
+        };
+        Err(fail!(
+            "{} {how}; the end of its log ({}):\n{tail}",
+            self.what,
+            self.log.display()
+        ))
+    }
+}
+
+impl Drop for Background {
+    /// A command never joined (the foreground failed first) is killed, so
+    /// that nothing outlives xtask.
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            kill_group(child.id());
+            let _ = child.wait();
+        }
+    }
+}
