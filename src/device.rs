@@ -75,14 +75,37 @@ impl DeviceExtension {
         self.removing.load(Relaxed)
     }
 
-    /// Starts the periodic timer, or changes its settings. `PASSIVE_LEVEL`.
-    pub fn start_timer(&self, settings: TimerWork) {
-        self.timer.start(settings);
+    /// Starts the periodic timer, or changes its settings; refuses with
+    /// `STATUS_DELETE_PENDING` once removal has closed it.
+    ///
+    /// # Safety
+    ///
+    /// `PASSIVE_LEVEL`: it waits for the timer's mutex and its DPC
+    /// ([`PeriodicTimer::start`]).
+    pub unsafe fn start_timer(&self, settings: TimerWork) -> Result<(), NTSTATUS> {
+        // SAFETY: PASSIVE_LEVEL (caller).
+        unsafe { self.timer.start(settings) }
     }
 
-    /// Stops the periodic timer and waits for its DPC. `PASSIVE_LEVEL`.
-    pub fn stop_timer(&self) {
-        self.timer.stop();
+    /// Stops the periodic timer and waits for its DPC.
+    ///
+    /// # Safety
+    ///
+    /// `PASSIVE_LEVEL`, as for [`DeviceExtension::start_timer`].
+    pub unsafe fn stop_timer(&self) {
+        // SAFETY: PASSIVE_LEVEL (caller).
+        unsafe { self.timer.stop() };
+    }
+
+    /// Removal has begun: stops the timer for good (`TIMER_START` fails
+    /// from now on, even one already past the dispatch routine's check).
+    ///
+    /// # Safety
+    ///
+    /// `PASSIVE_LEVEL`, as for [`DeviceExtension::start_timer`].
+    unsafe fn close_timer(&self) {
+        // SAFETY: PASSIVE_LEVEL (caller).
+        unsafe { self.timer.close() };
     }
 
     /// Disables the device interface if it is enabled (once per removal:
@@ -304,7 +327,8 @@ pub unsafe extern "C" fn dispatch_pnp(device: *mut DEVICE_OBJECT, irp: *mut IRP)
             // interface is disabled here, once (REMOVE_DEVICE follows and
             // leaves it alone).
             ext.removing.store(true, Relaxed);
-            ext.stop_timer();
+            // SAFETY: PASSIVE_LEVEL: a PnP dispatch routine.
+            unsafe { ext.close_timer() };
             ext.disable_interface();
             // SAFETY: our IRP, passed down with success.
             unsafe { pass_down_with_success(ext, irp) }
@@ -349,8 +373,9 @@ unsafe fn remove_device(device: *mut DEVICE_OBJECT, irp: *mut IRP) -> NTSTATUS {
         // ... no IRP may be inside the driver past this point (so no burst
         // DPC is queued or running) ...
         hold.release_and_wait();
-        // ... the timer is cancelled ...
-        ext.stop_timer();
+        // ... the timer is cancelled, for good ...
+        // SAFETY: PASSIVE_LEVEL: REMOVE_DEVICE runs there.
+        unsafe { ext.close_timer() };
         // ... and with every DPC source stopped, a DPC already queued or
         // running on another processor is waited for, whatever ran before.
         // SAFETY: PASSIVE_LEVEL.

@@ -16,7 +16,7 @@ use wdk_sys::{DEVICE_OBJECT, IRP, IRP_MJ_CREATE, NTSTATUS, STATUS_SUCCESS};
 use crate::{
     device::{DeviceExtension, extension},
     health::{self, IrpInFlight},
-    ledger::{Outcome, now_ns},
+    ledger::{Outcome, Raised, Until, now_ns},
     wdm,
 };
 
@@ -101,7 +101,10 @@ pub unsafe extern "C" fn dispatch_device_control(
             } else {
                 &mut []
             };
-            handle(ext, irp, request, output)
+            // SAFETY: PASSIVE_LEVEL (IRP_MJ_DEVICE_CONTROL is sent there to
+            // a driver at the top of its stack, as dpclock's FDO is), no
+            // spin lock held; our IRP, not yet completed.
+            unsafe { handle(ext, irp, request, output) }
         }
     };
     // SAFETY: ours to complete; then the remove lock is released.
@@ -112,7 +115,13 @@ pub unsafe extern "C" fn dispatch_device_control(
 
 /// Acts on a validated request, writing any response into `output`.
 /// Returns the status and the number of bytes written.
-fn handle(
+///
+/// # Safety
+///
+/// `PASSIVE_LEVEL`, outside any raised scope: the timer requests and
+/// `DPC_BURST` wait (for a mutex, for DPCs), which above it would never
+/// end. `irp` is the caller's, not yet completed.
+unsafe fn handle(
     ext: &DeviceExtension,
     irp: *mut IRP,
     request: Request,
@@ -126,7 +135,8 @@ fn handle(
         Request::Noop => (STATUS_SUCCESS, dpclock_ioctl::noop_reply(output)),
         Request::LockPassive(work) => {
             // PASSIVE_LEVEL: each acquisition raises to DISPATCH_LEVEL and back.
-            let outcome = in_chunks(ext, irp, work, |iterations| {
+            let most = limits::chunk_iterations(work.work);
+            let outcome = in_chunks(ext, irp, work.iterations.into(), most, |iterations| {
                 ext.ledgers
                     .run(work.lock_kind, Path::Passive, iterations, work.work, None)
             });
@@ -140,8 +150,11 @@ fn handle(
         }
         Request::LockDispatch(work) => {
             // Raise once per chunk, then take the lock at DISPATCH_LEVEL each
-            // time; the IRQL drops back to PASSIVE_LEVEL between chunks.
-            let outcome = in_chunks(ext, irp, work, |iterations| {
+            // time; the IRQL drops back to PASSIVE_LEVEL between chunks. A
+            // chunk also ends once the raised section has lasted the DPC
+            // budget (contention), and the next one makes the rest.
+            let most = limits::chunk_iterations(work.work);
+            let outcome = in_chunks(ext, irp, work.iterations.into(), most, |iterations| {
                 let start = now_ns();
                 let outcome = kspin::kernel::at_dispatch_level(|at| {
                     ext.ledgers.run(
@@ -149,7 +162,10 @@ fn handle(
                         Path::Dispatch,
                         iterations,
                         work.work,
-                        Some(at),
+                        Some(Raised {
+                            at,
+                            until: Until::Budget { began_ns: start },
+                        }),
                     )
                 });
                 ext.max_raised_ns
@@ -165,12 +181,19 @@ fn handle(
             }
         }
         Request::DpcBurst(work) => {
-            // In rounds: one DPC per processor each, every one making at most
-            // a chunk of acquisitions; this thread waits at PASSIVE_LEVEL
-            // between rounds, and every processor leaves DISPATCH_LEVEL.
+            // In rounds: one DPC per processor each, sharing a pool of one
+            // chunk per processor (the DPCs stop at their time budget and
+            // the rest carries over to the next round); this thread waits at
+            // PASSIVE_LEVEL between rounds, and every processor leaves
+            // DISPATCH_LEVEL. In all, `iterations` per processor.
+            let width = ext.burst.width();
+            let total = u64::from(work.iterations) * u64::from(width);
+            let most = limits::chunk_iterations(work.work).saturating_mul(width);
             let mut runs = 0_u32;
-            let outcome = in_chunks(ext, irp, work, |iterations| {
-                let round = ext.burst.round(work, iterations);
+            let outcome = in_chunks(ext, irp, total, most, |acquisitions| {
+                // SAFETY: PASSIVE_LEVEL (caller), between chunks: no raised
+                // scope is open here.
+                let round = unsafe { ext.burst.round(work, acquisitions) };
                 ext.burst_runs.fetch_add(u64::from(round.runs), Relaxed);
                 ext.max_dpc_ns.fetch_max(round.longest_ns, Relaxed);
                 runs = runs.max(round.runs);
@@ -185,11 +208,15 @@ fn handle(
             }
         }
         Request::TimerStart(settings) => {
-            ext.start_timer(settings);
-            (STATUS_SUCCESS, 0)
+            // SAFETY: PASSIVE_LEVEL, outside any raised scope (caller).
+            match unsafe { ext.start_timer(settings) } {
+                Ok(()) => (STATUS_SUCCESS, 0),
+                Err(status) => (status, 0),
+            }
         }
         Request::TimerStop => {
-            ext.stop_timer();
+            // SAFETY: as for TIMER_START.
+            unsafe { ext.stop_timer() };
             (STATUS_SUCCESS, 0)
         }
         Request::GetStats => match stats(ext).encode(output) {
@@ -214,27 +241,34 @@ fn handle(
     }
 }
 
-/// Runs `work.iterations` acquisitions in chunks of at most
-/// `limits::chunk_iterations(work.work)`, the most that fit one DPC run or
-/// one raised section, adding up their outcomes. Between chunks it stops if
-/// the request was cancelled (`STATUS_CANCELLED`) or the device is being
-/// removed (`STATUS_DELETE_PENDING`): what the chunks before did stays in
-/// the ledger and its counters. `PASSIVE_LEVEL`.
+/// Makes `total` acquisitions in chunks of at most `most` (the most that
+/// the arithmetic says fit one DPC run or one raised section), adding up
+/// their outcomes. A chunk may make fewer than it was given (a run at
+/// `DISPATCH_LEVEL` that ran out of time, see `ledger::Until::Budget`; at
+/// least one), and the next chunk makes the rest, so the request makes
+/// exactly `total`. Between chunks it stops if the request was cancelled
+/// (`STATUS_CANCELLED`) or the device is being removed
+/// (`STATUS_DELETE_PENDING`): what the chunks before did stays in the ledger
+/// and its counters. `PASSIVE_LEVEL`.
 fn in_chunks(
     ext: &DeviceExtension,
     irp: *mut IRP,
-    work: LockWork,
+    total: u64,
+    most: u32,
     mut chunk: impl FnMut(u32) -> Outcome,
 ) -> Result<Outcome, NTSTATUS> {
-    let most = limits::chunk_iterations(work.work);
-    let mut left = work.iterations;
-    let mut total = Outcome::default();
+    let mut left = total;
+    let mut sum = Outcome::default();
     while left > 0 {
-        let iterations = left.min(most);
-        let outcome = chunk(iterations);
-        total.acquisitions += outcome.acquisitions;
-        total.contended += outcome.contended;
-        left -= iterations;
+        let asked = u32::try_from(left).unwrap_or(u32::MAX).min(most.max(1));
+        let outcome = chunk(asked);
+        // Never more than asked, so `left` cannot wrap; at least one (the
+        // runs promise it), so the loop ends.
+        let made = outcome.acquisitions.min(u64::from(asked));
+        debug_assert!(made > 0, "a chunk made no acquisition");
+        sum.acquisitions += made;
+        sum.contended += outcome.contended;
+        left -= made;
         if left == 0 {
             break;
         }
@@ -249,7 +283,7 @@ fn in_chunks(
             return Err(STATUS_DELETE_PENDING);
         }
     }
-    Ok(total)
+    Ok(sum)
 }
 
 fn response(work: LockWork, acquisitions: u64, contended: u64, dpc_runs: u32) -> LockResponse {
