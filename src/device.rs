@@ -199,6 +199,10 @@ unsafe fn create_fdo(driver: PDRIVER_OBJECT, pdo: PDEVICE_OBJECT) -> Result<(), 
     // makes the I/O manager apply the device's DACL to opens of names below
     // the device's too; the DACL itself, SYSTEM and Administrators only,
     // comes from the INF, which the PnP manager applies to the whole stack.
+    // Read once: the burst has one KDPC per processor active now. A
+    // processor hot-added later takes no part until the device is added
+    // again; DPC_BURST's total (`iterations × processors`) counts these,
+    // and its reply's `dpc_runs` says how many ran (docs/protocol.md).
     // SAFETY: callable at PASSIVE_LEVEL.
     let processors = unsafe { KeQueryActiveProcessorCountEx(ALL_PROCESSOR_GROUPS as u16) };
     // SAFETY: at PASSIVE_LEVEL with this driver's object.
@@ -340,6 +344,17 @@ pub unsafe extern "C" fn dispatch_pnp(device: *mut DEVICE_OBJECT, irp: *mut IRP)
         | IRP_MN_STOP_DEVICE => {
             // Nothing of our own to stop or restore: agree, and let the lower
             // driver decide.
+            //
+            // A deliberate exception to the WDM stop rules: a driver that
+            // succeeds QUERY_STOP is expected to hold new I/O that needs
+            // the device's hardware resources, and to pause the device at
+            // STOP, until START or CANCEL_STOP. The PnP manager stops a
+            // device to rebalance those resources; dpclock's
+            // root-enumerated software device has none (its INF asks for
+            // none), so no request of it needs any, and there is nothing
+            // to pause: it keeps serving requests and its timer runs on
+            // through a stop (docs/protocol.md, "Handles"). Removal is
+            // what stops it: SURPRISE_REMOVAL or REMOVE_DEVICE.
             // SAFETY: our IRP, passed down.
             unsafe { pass_down_with_success(ext, irp) }
         }

@@ -11,7 +11,9 @@ use dpclock_ioctl::{
     limits,
 };
 use kspin::{IrqlModel, Platform, kernel::Kernel};
-use wdk_sys::{DEVICE_OBJECT, IRP, IRP_MJ_CREATE, NTSTATUS, STATUS_SUCCESS};
+use wdk_sys::{
+    DEVICE_OBJECT, IRP, IRP_MJ_CREATE, NTSTATUS, STATUS_INVALID_PARAMETER, STATUS_SUCCESS,
+};
 
 use crate::{
     device::{DeviceExtension, extension},
@@ -21,6 +23,15 @@ use crate::{
 };
 
 /// `IRP_MJ_CREATE`, `IRP_MJ_CLOSE` and `IRP_MJ_CLEANUP`: nothing per handle.
+///
+/// A CREATE fails with `STATUS_DELETE_PENDING` once removal has begun, and
+/// with `STATUS_INVALID_PARAMETER` when it names something below the device
+/// (a non-empty `FileObject->FileName`, as in `<interface path>\anything`):
+/// dpclock has no namespace, and Microsoft's "Controlling Device Namespace
+/// Access" has a driver without one fail such opens (the status is the one
+/// "A Single DispatchCreateClose Routine" gives). FILE_DEVICE_SECURE_OPEN
+/// already applies the device's DACL to them; this refuses them outright.
+/// CLEANUP and CLOSE of the handles already open always succeed.
 pub unsafe extern "C" fn dispatch_create_close(
     device: *mut DEVICE_OBJECT,
     irp: *mut IRP,
@@ -29,16 +40,31 @@ pub unsafe extern "C" fn dispatch_create_close(
     // SAFETY: one of our devices.
     let ext = unsafe { extension(device) };
     // SAFETY: our IRP's current location.
-    let major = u32::from(unsafe { (*wdm::current_stack_location(irp)).MajorFunction });
-    let status = match ext.remove_lock.acquire(irp) {
-        // No new handle once removal has begun (SURPRISE_REMOVAL); CLEANUP
-        // and CLOSE of the handles already open always succeed.
-        Ok(_hold) if major == IRP_MJ_CREATE && ext.is_removing() => STATUS_DELETE_PENDING,
-        Ok(_hold) => STATUS_SUCCESS,
-        Err(status) => status,
+    let location = unsafe { &*wdm::current_stack_location(irp) };
+    let hold = match ext.remove_lock.acquire(irp) {
+        Ok(hold) => hold,
+        // SAFETY: ours to complete.
+        Err(status) => return unsafe { wdm::complete(irp, status, 0) },
     };
-    // SAFETY: ours to complete.
-    unsafe { wdm::complete(irp, status, 0) }
+    let create = u32::from(location.MajorFunction) == IRP_MJ_CREATE;
+    // SAFETY: a CREATE's file object, which the I/O manager made for it (or
+    // null: then there is no name).
+    let named =
+        create && unsafe { location.FileObject.as_ref() }.is_some_and(|f| f.FileName.Length > 0);
+    let status = if !create {
+        STATUS_SUCCESS
+    } else if ext.is_removing() {
+        STATUS_DELETE_PENDING
+    } else if named {
+        STATUS_INVALID_PARAMETER
+    } else {
+        STATUS_SUCCESS
+    };
+    // SAFETY: ours to complete; then the remove lock is released, as in
+    // every dispatch routine: complete, then release.
+    let status = unsafe { wdm::complete(irp, status, 0) };
+    drop(hold);
+    status
 }
 
 /// `IRP_MJ_DEVICE_CONTROL`. `PASSIVE_LEVEL`.

@@ -207,10 +207,10 @@ unsafe fn read_allow_unlocked_control(service_key: PCUNICODE_STRING) -> bool {
         info: KEY_VALUE_PARTIAL_INFORMATION,
         rest: [u8; 4],
     }
-    const _: () = assert!(
-        core::mem::offset_of!(KEY_VALUE_PARTIAL_INFORMATION, Data) + 4
-            <= size_of::<KEY_VALUE_PARTIAL_INFORMATION>()
-    );
+    /// Where the value's data begins in the buffer: `Data` is a one-byte
+    /// array at the end of the header, and the DWORD runs on past it.
+    const DATA: usize = core::mem::offset_of!(DwordValue, info.Data);
+    const _: () = assert!(DATA + 4 <= size_of::<DwordValue>());
     // SAFETY: plain data, filled in by ZwQueryValueKey.
     let mut value: DwordValue = unsafe { core::mem::zeroed() };
     let mut length = 0;
@@ -230,12 +230,18 @@ unsafe fn read_allow_unlocked_control(service_key: PCUNICODE_STRING) -> bool {
     if status < 0 || value.info.Type != REG_DWORD || value.info.DataLength != 4 {
         return false;
     }
-    // SAFETY: the value's data starts at `Data` (offset 12) and, with
-    // DataLength 4, ends at offset 16: `Data[0]` and the three bytes of
-    // padding that end KEY_VALUE_PARTIAL_INFORMATION (16 bytes), all inside
-    // `info`, which ZwQueryValueKey wrote (`rest` only gives the call room
-    // to spare; the assertion below pins the layout).
-    let data = unsafe { (&raw const value.info.Data).cast::<u32>().read_unaligned() };
+    // SAFETY: with DataLength 4, the value's data is the 4 bytes from
+    // `DATA` (12) on: `Data[0]` and the bytes after it, which the assertion
+    // above keeps inside the buffer that ZwQueryValueKey wrote. The pointer
+    // is derived from the whole buffer, not from the one-byte `Data`
+    // field, so it may read all 4; unaligned, as `Data` promises nothing.
+    let data = unsafe {
+        (&raw const value)
+            .cast::<u8>()
+            .add(DATA)
+            .cast::<u32>()
+            .read_unaligned()
+    };
     data != 0
 }
 

@@ -15,7 +15,10 @@ use dpclock_ioctl::{
 };
 use windows_sys::Win32::Foundation::{GENERIC_READ, GENERIC_WRITE, RtlNtStatusToDosError};
 
-use super::{device::WinDevice, install};
+use super::{
+    device::{OpenError, WinDevice},
+    install,
+};
 use crate::{
     check::Check,
     device::{self, Device, IoResult, status_name},
@@ -81,6 +84,28 @@ fn several_handles() -> Result<String, String> {
         Err(format!(
             "7 acquisitions on handle A, but handle C's GET_STATS shows {performed}"
         ))
+    }
+}
+
+/// A name below the device (its namespace, e.g. `<interface path>\anything`)
+/// is refused: dpclock has no namespace, and fails such a CREATE with
+/// `STATUS_INVALID_PARAMETER`, which `CreateFile` reports as Win32 error 87
+/// (docs/protocol.md, "Handles").
+fn namespace_open() -> Result<String, String> {
+    const ERROR_INVALID_PARAMETER: u32 = 87;
+    let path = super::device::interface_paths()
+        .into_iter()
+        .next()
+        .ok_or("no dpclock interface present")?;
+    let below = format!("{path}\\anything");
+    match WinDevice::open_path(below.clone(), GENERIC_READ | GENERIC_WRITE, 0) {
+        Ok(_) => Err(format!("opening {below} succeeded")),
+        Err(OpenError::Open(error)) if error.code == ERROR_INVALID_PARAMETER => Ok(format!(
+            "opening a name below the interface fails with Win32 error {ERROR_INVALID_PARAMETER}"
+        )),
+        Err(error) => Err(format!(
+            "opening {below} failed with {error}, where Win32 error {ERROR_INVALID_PARAMETER} is documented"
+        )),
     }
 }
 
@@ -455,6 +480,11 @@ fn describe_removal(
 pub fn run(device: &WinDevice, removal_inf: Option<&Path>) -> Vec<Check> {
     let mut checks = Vec::new();
     record(&mut checks, "several handles", several_handles());
+    record(
+        &mut checks,
+        "no namespace below the device",
+        namespace_open(),
+    );
     access_checks(&mut checks);
     output_buffers(device, &mut checks);
     record(&mut checks, "null buffers", null_buffers(device));
