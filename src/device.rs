@@ -75,14 +75,37 @@ impl DeviceExtension {
         self.removing.load(Relaxed)
     }
 
-    /// Starts the periodic timer, or changes its settings. `PASSIVE_LEVEL`.
-    pub fn start_timer(&self, settings: TimerWork) {
-        self.timer.start(settings);
+    /// Starts the periodic timer, or changes its settings; refuses with
+    /// `STATUS_DELETE_PENDING` once removal has closed it.
+    ///
+    /// # Safety
+    ///
+    /// `PASSIVE_LEVEL`: it waits for the timer's mutex and its DPC
+    /// ([`PeriodicTimer::start`]).
+    pub unsafe fn start_timer(&self, settings: TimerWork) -> Result<(), NTSTATUS> {
+        // SAFETY: PASSIVE_LEVEL (caller).
+        unsafe { self.timer.start(settings) }
     }
 
-    /// Stops the periodic timer and waits for its DPC. `PASSIVE_LEVEL`.
-    pub fn stop_timer(&self) {
-        self.timer.stop();
+    /// Stops the periodic timer and waits for its DPC.
+    ///
+    /// # Safety
+    ///
+    /// `PASSIVE_LEVEL`, as for [`DeviceExtension::start_timer`].
+    pub unsafe fn stop_timer(&self) {
+        // SAFETY: PASSIVE_LEVEL (caller).
+        unsafe { self.timer.stop() };
+    }
+
+    /// Removal has begun: stops the timer for good (`TIMER_START` fails
+    /// from now on, even one already past the dispatch routine's check).
+    ///
+    /// # Safety
+    ///
+    /// `PASSIVE_LEVEL`, as for [`DeviceExtension::start_timer`].
+    unsafe fn close_timer(&self) {
+        // SAFETY: PASSIVE_LEVEL (caller).
+        unsafe { self.timer.close() };
     }
 
     /// Disables the device interface if it is enabled (once per removal:
@@ -176,6 +199,10 @@ unsafe fn create_fdo(driver: PDRIVER_OBJECT, pdo: PDEVICE_OBJECT) -> Result<(), 
     // makes the I/O manager apply the device's DACL to opens of names below
     // the device's too; the DACL itself, SYSTEM and Administrators only,
     // comes from the INF, which the PnP manager applies to the whole stack.
+    // Read once: the burst has one KDPC per processor active now. A
+    // processor hot-added later takes no part until the device is added
+    // again; DPC_BURST's total (`iterations × processors`) counts these,
+    // and its reply's `dpc_runs` says how many ran (docs/protocol.md).
     // SAFETY: callable at PASSIVE_LEVEL.
     let processors = unsafe { KeQueryActiveProcessorCountEx(ALL_PROCESSOR_GROUPS as u16) };
     // SAFETY: at PASSIVE_LEVEL with this driver's object.
@@ -304,7 +331,8 @@ pub unsafe extern "C" fn dispatch_pnp(device: *mut DEVICE_OBJECT, irp: *mut IRP)
             // interface is disabled here, once (REMOVE_DEVICE follows and
             // leaves it alone).
             ext.removing.store(true, Relaxed);
-            ext.stop_timer();
+            // SAFETY: PASSIVE_LEVEL: a PnP dispatch routine.
+            unsafe { ext.close_timer() };
             ext.disable_interface();
             // SAFETY: our IRP, passed down with success.
             unsafe { pass_down_with_success(ext, irp) }
@@ -316,6 +344,17 @@ pub unsafe extern "C" fn dispatch_pnp(device: *mut DEVICE_OBJECT, irp: *mut IRP)
         | IRP_MN_STOP_DEVICE => {
             // Nothing of our own to stop or restore: agree, and let the lower
             // driver decide.
+            //
+            // A deliberate exception to the WDM stop rules: a driver that
+            // succeeds QUERY_STOP is expected to hold new I/O that needs
+            // the device's hardware resources, and to pause the device at
+            // STOP, until START or CANCEL_STOP. The PnP manager stops a
+            // device to rebalance those resources; dpclock's
+            // root-enumerated software device has none (its INF asks for
+            // none), so no request of it needs any, and there is nothing
+            // to pause: it keeps serving requests and its timer runs on
+            // through a stop (docs/protocol.md, "Handles"). Removal is
+            // what stops it: SURPRISE_REMOVAL or REMOVE_DEVICE.
             // SAFETY: our IRP, passed down.
             unsafe { pass_down_with_success(ext, irp) }
         }
@@ -349,8 +388,9 @@ unsafe fn remove_device(device: *mut DEVICE_OBJECT, irp: *mut IRP) -> NTSTATUS {
         // ... no IRP may be inside the driver past this point (so no burst
         // DPC is queued or running) ...
         hold.release_and_wait();
-        // ... the timer is cancelled ...
-        ext.stop_timer();
+        // ... the timer is cancelled, for good ...
+        // SAFETY: PASSIVE_LEVEL: REMOVE_DEVICE runs there.
+        unsafe { ext.close_timer() };
         // ... and with every DPC source stopped, a DPC already queued or
         // running on another processor is waited for, whatever ran before.
         // SAFETY: PASSIVE_LEVEL.

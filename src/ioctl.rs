@@ -11,16 +11,27 @@ use dpclock_ioctl::{
     limits,
 };
 use kspin::{IrqlModel, Platform, kernel::Kernel};
-use wdk_sys::{DEVICE_OBJECT, IRP, IRP_MJ_CREATE, NTSTATUS, STATUS_SUCCESS};
+use wdk_sys::{
+    DEVICE_OBJECT, IRP, IRP_MJ_CREATE, NTSTATUS, STATUS_INVALID_PARAMETER, STATUS_SUCCESS,
+};
 
 use crate::{
     device::{DeviceExtension, extension},
     health::{self, IrpInFlight},
-    ledger::{Outcome, now_ns},
+    ledger::{Outcome, Raised, Until, now_ns},
     wdm,
 };
 
 /// `IRP_MJ_CREATE`, `IRP_MJ_CLOSE` and `IRP_MJ_CLEANUP`: nothing per handle.
+///
+/// A CREATE fails with `STATUS_DELETE_PENDING` once removal has begun, and
+/// with `STATUS_INVALID_PARAMETER` when it names something below the device
+/// (a non-empty `FileObject->FileName`, as in `<interface path>\anything`):
+/// dpclock has no namespace, and Microsoft's "Controlling Device Namespace
+/// Access" has a driver without one fail such opens (the status is the one
+/// "A Single DispatchCreateClose Routine" gives). FILE_DEVICE_SECURE_OPEN
+/// already applies the device's DACL to them; this refuses them outright.
+/// CLEANUP and CLOSE of the handles already open always succeed.
 pub unsafe extern "C" fn dispatch_create_close(
     device: *mut DEVICE_OBJECT,
     irp: *mut IRP,
@@ -29,16 +40,31 @@ pub unsafe extern "C" fn dispatch_create_close(
     // SAFETY: one of our devices.
     let ext = unsafe { extension(device) };
     // SAFETY: our IRP's current location.
-    let major = u32::from(unsafe { (*wdm::current_stack_location(irp)).MajorFunction });
-    let status = match ext.remove_lock.acquire(irp) {
-        // No new handle once removal has begun (SURPRISE_REMOVAL); CLEANUP
-        // and CLOSE of the handles already open always succeed.
-        Ok(_hold) if major == IRP_MJ_CREATE && ext.is_removing() => STATUS_DELETE_PENDING,
-        Ok(_hold) => STATUS_SUCCESS,
-        Err(status) => status,
+    let location = unsafe { &*wdm::current_stack_location(irp) };
+    let hold = match ext.remove_lock.acquire(irp) {
+        Ok(hold) => hold,
+        // SAFETY: ours to complete.
+        Err(status) => return unsafe { wdm::complete(irp, status, 0) },
     };
-    // SAFETY: ours to complete.
-    unsafe { wdm::complete(irp, status, 0) }
+    let create = u32::from(location.MajorFunction) == IRP_MJ_CREATE;
+    // SAFETY: a CREATE's file object, which the I/O manager made for it (or
+    // null: then there is no name).
+    let named =
+        create && unsafe { location.FileObject.as_ref() }.is_some_and(|f| f.FileName.Length > 0);
+    let status = if !create {
+        STATUS_SUCCESS
+    } else if ext.is_removing() {
+        STATUS_DELETE_PENDING
+    } else if named {
+        STATUS_INVALID_PARAMETER
+    } else {
+        STATUS_SUCCESS
+    };
+    // SAFETY: ours to complete; then the remove lock is released, as in
+    // every dispatch routine: complete, then release.
+    let status = unsafe { wdm::complete(irp, status, 0) };
+    drop(hold);
+    status
 }
 
 /// `IRP_MJ_DEVICE_CONTROL`. `PASSIVE_LEVEL`.
@@ -101,7 +127,10 @@ pub unsafe extern "C" fn dispatch_device_control(
             } else {
                 &mut []
             };
-            handle(ext, irp, request, output)
+            // SAFETY: PASSIVE_LEVEL (IRP_MJ_DEVICE_CONTROL is sent there to
+            // a driver at the top of its stack, as dpclock's FDO is), no
+            // spin lock held; our IRP, not yet completed.
+            unsafe { handle(ext, irp, request, output) }
         }
     };
     // SAFETY: ours to complete; then the remove lock is released.
@@ -112,7 +141,13 @@ pub unsafe extern "C" fn dispatch_device_control(
 
 /// Acts on a validated request, writing any response into `output`.
 /// Returns the status and the number of bytes written.
-fn handle(
+///
+/// # Safety
+///
+/// `PASSIVE_LEVEL`, outside any raised scope: the timer requests and
+/// `DPC_BURST` wait (for a mutex, for DPCs), which above it would never
+/// end. `irp` is the caller's, not yet completed.
+unsafe fn handle(
     ext: &DeviceExtension,
     irp: *mut IRP,
     request: Request,
@@ -126,7 +161,8 @@ fn handle(
         Request::Noop => (STATUS_SUCCESS, dpclock_ioctl::noop_reply(output)),
         Request::LockPassive(work) => {
             // PASSIVE_LEVEL: each acquisition raises to DISPATCH_LEVEL and back.
-            let outcome = in_chunks(ext, irp, work, |iterations| {
+            let most = limits::chunk_iterations(work.work);
+            let outcome = in_chunks(ext, irp, work.iterations.into(), most, |iterations| {
                 ext.ledgers
                     .run(work.lock_kind, Path::Passive, iterations, work.work, None)
             });
@@ -140,8 +176,11 @@ fn handle(
         }
         Request::LockDispatch(work) => {
             // Raise once per chunk, then take the lock at DISPATCH_LEVEL each
-            // time; the IRQL drops back to PASSIVE_LEVEL between chunks.
-            let outcome = in_chunks(ext, irp, work, |iterations| {
+            // time; the IRQL drops back to PASSIVE_LEVEL between chunks. A
+            // chunk also ends once the raised section has lasted the DPC
+            // budget (contention), and the next one makes the rest.
+            let most = limits::chunk_iterations(work.work);
+            let outcome = in_chunks(ext, irp, work.iterations.into(), most, |iterations| {
                 let start = now_ns();
                 let outcome = kspin::kernel::at_dispatch_level(|at| {
                     ext.ledgers.run(
@@ -149,7 +188,10 @@ fn handle(
                         Path::Dispatch,
                         iterations,
                         work.work,
-                        Some(at),
+                        Some(Raised {
+                            at,
+                            until: Until::Budget { began_ns: start },
+                        }),
                     )
                 });
                 ext.max_raised_ns
@@ -165,12 +207,19 @@ fn handle(
             }
         }
         Request::DpcBurst(work) => {
-            // In rounds: one DPC per processor each, every one making at most
-            // a chunk of acquisitions; this thread waits at PASSIVE_LEVEL
-            // between rounds, and every processor leaves DISPATCH_LEVEL.
+            // In rounds: one DPC per processor each, sharing a pool of one
+            // chunk per processor (the DPCs stop at their time budget and
+            // the rest carries over to the next round); this thread waits at
+            // PASSIVE_LEVEL between rounds, and every processor leaves
+            // DISPATCH_LEVEL. In all, `iterations` per processor.
+            let width = ext.burst.width();
+            let total = u64::from(work.iterations) * u64::from(width);
+            let most = limits::chunk_iterations(work.work).saturating_mul(width);
             let mut runs = 0_u32;
-            let outcome = in_chunks(ext, irp, work, |iterations| {
-                let round = ext.burst.round(work, iterations);
+            let outcome = in_chunks(ext, irp, total, most, |acquisitions| {
+                // SAFETY: PASSIVE_LEVEL (caller), between chunks: no raised
+                // scope is open here.
+                let round = unsafe { ext.burst.round(work, acquisitions) };
                 ext.burst_runs.fetch_add(u64::from(round.runs), Relaxed);
                 ext.max_dpc_ns.fetch_max(round.longest_ns, Relaxed);
                 runs = runs.max(round.runs);
@@ -185,11 +234,15 @@ fn handle(
             }
         }
         Request::TimerStart(settings) => {
-            ext.start_timer(settings);
-            (STATUS_SUCCESS, 0)
+            // SAFETY: PASSIVE_LEVEL, outside any raised scope (caller).
+            match unsafe { ext.start_timer(settings) } {
+                Ok(()) => (STATUS_SUCCESS, 0),
+                Err(status) => (status, 0),
+            }
         }
         Request::TimerStop => {
-            ext.stop_timer();
+            // SAFETY: as for TIMER_START.
+            unsafe { ext.stop_timer() };
             (STATUS_SUCCESS, 0)
         }
         Request::GetStats => match stats(ext).encode(output) {
@@ -214,27 +267,34 @@ fn handle(
     }
 }
 
-/// Runs `work.iterations` acquisitions in chunks of at most
-/// `limits::chunk_iterations(work.work)`, the most that fit one DPC run or
-/// one raised section, adding up their outcomes. Between chunks it stops if
-/// the request was cancelled (`STATUS_CANCELLED`) or the device is being
-/// removed (`STATUS_DELETE_PENDING`): what the chunks before did stays in
-/// the ledger and its counters. `PASSIVE_LEVEL`.
+/// Makes `total` acquisitions in chunks of at most `most` (the most that
+/// the arithmetic says fit one DPC run or one raised section), adding up
+/// their outcomes. A chunk may make fewer than it was given (a run at
+/// `DISPATCH_LEVEL` that ran out of time, see `ledger::Until::Budget`; at
+/// least one), and the next chunk makes the rest, so the request makes
+/// exactly `total`. Between chunks it stops if the request was cancelled
+/// (`STATUS_CANCELLED`) or the device is being removed
+/// (`STATUS_DELETE_PENDING`): what the chunks before did stays in the ledger
+/// and its counters. `PASSIVE_LEVEL`.
 fn in_chunks(
     ext: &DeviceExtension,
     irp: *mut IRP,
-    work: LockWork,
+    total: u64,
+    most: u32,
     mut chunk: impl FnMut(u32) -> Outcome,
 ) -> Result<Outcome, NTSTATUS> {
-    let most = limits::chunk_iterations(work.work);
-    let mut left = work.iterations;
-    let mut total = Outcome::default();
+    let mut left = total;
+    let mut sum = Outcome::default();
     while left > 0 {
-        let iterations = left.min(most);
-        let outcome = chunk(iterations);
-        total.acquisitions += outcome.acquisitions;
-        total.contended += outcome.contended;
-        left -= iterations;
+        let asked = u32::try_from(left).unwrap_or(u32::MAX).min(most.max(1));
+        let outcome = chunk(asked);
+        // Never more than asked, so `left` cannot wrap; at least one (the
+        // runs promise it), so the loop ends.
+        let made = outcome.acquisitions.min(u64::from(asked));
+        debug_assert!(made > 0, "a chunk made no acquisition");
+        sum.acquisitions += made;
+        sum.contended += outcome.contended;
+        left -= made;
         if left == 0 {
             break;
         }
@@ -249,7 +309,7 @@ fn in_chunks(
             return Err(STATUS_DELETE_PENDING);
         }
     }
-    Ok(total)
+    Ok(sum)
 }
 
 fn response(work: LockWork, acquisitions: u64, contended: u64, dpc_runs: u32) -> LockResponse {

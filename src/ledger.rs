@@ -9,7 +9,7 @@
 
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use dpclock_ioctl::{LedgerStats, LockKind, PATH_COUNT, Path, update_mix};
+use dpclock_ioctl::{LedgerStats, LockKind, PATH_COUNT, Path, limits, update_mix};
 use kspin::{
     LockClass, Platform,
     kernel::{DispatchLevel, QueuedSpinLock, SpinLock},
@@ -167,10 +167,78 @@ impl Counters {
 /// The result of one [`Ledgers::run`].
 #[derive(Clone, Copy, Default)]
 pub struct Outcome {
-    /// Acquisitions made (for the unlocked control: updates made).
+    /// Acquisitions made (for the unlocked control: updates made). At least
+    /// one when any was asked for; fewer than asked only when the run's
+    /// budget ran out.
     pub acquisitions: u64,
     /// Acquisitions that found the lock already held.
     pub contended: u64,
+    /// The run ended because its budget was spent (see [`Until::Budget`]).
+    pub budget_spent: bool,
+}
+
+/// How a run at `DISPATCH_LEVEL` ends.
+#[derive(Clone, Copy)]
+pub enum Until {
+    /// Once every acquisition asked for is made: the timer tick, whose count
+    /// is exact (docs/protocol.md, "The timer's acquisitions") and whose own
+    /// work `TIMER_START` bounded (`limits::timer_tick_fits`).
+    Count,
+    /// Once every acquisition asked for is made, or once
+    /// `limits::DPC_BUDGET_NS` has passed since `began_ns` (`now_ns`, when
+    /// the caller's DPC routine or raised section began), whichever comes
+    /// first. The clock is read once per acquisition, after the release.
+    Budget { began_ns: u64 },
+}
+
+/// A caller at `DISPATCH_LEVEL`: its proof, and when its run ends.
+#[derive(Clone, Copy)]
+pub struct Raised<'a> {
+    pub at: &'a DispatchLevel,
+    pub until: Until,
+}
+
+/// One hold in this many is timed (the first of each run, then every 16th):
+/// timing a hold takes two reads of the performance counter inside it, which
+/// Microsoft asks drivers to read "as infrequently as possible".
+pub const HOLD_SAMPLE: u32 = 16;
+
+/// What [`acquisition_loop`] did.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Progress {
+    made: u32,
+    /// The longest sampled hold, ns.
+    longest_ns: u64,
+    budget_spent: bool,
+}
+
+/// The loop of every run, apart from the lock: up to `iterations` calls of
+/// `acquire`, which makes one acquisition and, when told to, times its hold
+/// and returns it (else 0). The hold is timed on a sample: the first
+/// acquisition, then one in [`HOLD_SAMPLE`]. With a `deadline`, `now` is
+/// read once after each acquisition (after its release, so never inside the
+/// lock), and the loop ends at the first reading at or past the deadline:
+/// one acquisition is always made, so every caller progresses, and a run
+/// lasts at most until its deadline plus one acquisition and one reading.
+fn acquisition_loop(
+    iterations: u32,
+    deadline: Option<u64>,
+    mut now: impl FnMut() -> u64,
+    mut acquire: impl FnMut(bool) -> u64,
+) -> Progress {
+    let mut progress = Progress::default();
+    while progress.made < iterations {
+        let held = acquire(progress.made % HOLD_SAMPLE == 0);
+        progress.longest_ns = progress.longest_ns.max(held);
+        progress.made += 1;
+        if let Some(deadline) = deadline
+            && now() >= deadline
+        {
+            progress.budget_spent = true;
+            break;
+        }
+    }
+    progress
 }
 
 /// The three ledgers and their counters.
@@ -181,7 +249,8 @@ pub struct Ledgers {
     /// unless enabled (see `AllowUnlockedControl` in docs/protocol.md).
     unlocked: RacyLedger,
     counters: [Counters; 3],
-    /// The longest hold of either lock since the last reset, in ns.
+    /// The longest sampled hold of either lock since the last reset, in ns
+    /// (one hold in [`HOLD_SAMPLE`] is timed).
     max_hold_ns: AtomicU64,
 }
 
@@ -196,87 +265,97 @@ impl Ledgers {
         }
     }
 
-    /// Makes `iterations` updates of `kind`'s ledger from `path`, each under
-    /// its own acquisition of the ledger's lock. Callers keep `iterations`
-    /// within one chunk (`limits::chunk_iterations`) where they run at
-    /// `DISPATCH_LEVEL`, so that the run fits the DPC budget.
+    /// Makes up to `iterations` updates of `kind`'s ledger from `path`, each
+    /// under its own acquisition of the ledger's lock, and returns how many
+    /// it made.
     ///
-    /// `at` is the proof of `DISPATCH_LEVEL` when the caller runs there (a DPC
+    /// `raised` is given when the caller runs at `DISPATCH_LEVEL` (a DPC
     /// routine, or the IOCTL path inside `at_dispatch_level`): the loop then
-    /// uses the `AtDpcLevel` acquire. Without it (an IOCTL at
-    /// `PASSIVE_LEVEL`) each acquisition raises and restores the IRQL.
+    /// uses the `AtDpcLevel` acquire with its proof, and ends as its
+    /// [`Until`] says; with [`Until::Budget`] it may make fewer than
+    /// `iterations` (at least one). Without it (an IOCTL at
+    /// `PASSIVE_LEVEL`) each acquisition raises and restores the IRQL, and
+    /// every one asked for is made.
     pub fn run(
         &self,
         kind: LockKind,
         path: Path,
         iterations: u32,
         work: u32,
-        at: Option<&DispatchLevel>,
+        raised: Option<Raised<'_>>,
     ) -> Outcome {
+        let deadline = match raised {
+            Some(Raised {
+                until: Until::Budget { began_ns },
+                ..
+            }) => Some(began_ns.saturating_add(limits::DPC_BUDGET_NS)),
+            _ => None,
+        };
         let mut contended = 0_u64;
-        // The longest hold of this run, kept in a local: the shared maximum
-        // is updated once, after the last release.
-        let mut longest = 0_u64;
         // A racy look at the lock word just before each acquisition counts
         // the acquisitions that will have to wait.
         let mut busy = |locked: Option<bool>| contended += u64::from(locked == Some(true));
-        // The hold is timed from just after the acquire returns to just
-        // before the release: two reads of the performance counter, the only
-        // thing added under the lock.
-        let timed_update = |ledger: &mut Ledger| {
-            let start = now_ns();
-            ledger.update(path, work);
-            now_ns().saturating_sub(start)
-        };
-        match (kind, at) {
-            (LockKind::Plain, None) => {
-                for _ in 0..iterations {
-                    busy(self.plain.is_locked());
-                    // KeAcquireSpinLock … KeReleaseSpinLock, restoring the IRQL.
-                    longest = longest.max(self.plain.with(timed_update));
-                }
+        // A sampled hold is timed from just after the acquire returns to
+        // just before the release: two reads of the performance counter,
+        // the only thing added under the lock, on one hold in HOLD_SAMPLE.
+        let update = |ledger: &mut Ledger, timed: bool| {
+            if timed {
+                let start = now_ns();
+                ledger.update(path, work);
+                now_ns().saturating_sub(start)
+            } else {
+                ledger.update(path, work);
+                0
             }
+        };
+        let progress = match (kind, raised.map(|r| r.at)) {
+            (LockKind::Plain, None) => acquisition_loop(iterations, deadline, now_ns, |timed| {
+                busy(self.plain.is_locked());
+                // KeAcquireSpinLock … KeReleaseSpinLock, restoring the IRQL.
+                self.plain.with(|ledger| update(ledger, timed))
+            }),
             (LockKind::Plain, Some(at)) => {
-                for _ in 0..iterations {
+                acquisition_loop(iterations, deadline, now_ns, |timed| {
                     busy(self.plain.is_locked());
                     let mut ledger = self.plain.lock_at_dpc_level(at); // KeAcquireSpinLockAtDpcLevel
-                    let held = timed_update(&mut ledger);
+                    let held = update(&mut ledger, timed);
                     drop(ledger); // KeReleaseSpinLockFromDpcLevel
-                    longest = longest.max(held);
-                }
+                    held
+                })
             }
-            (LockKind::Queued, None) => {
-                for _ in 0..iterations {
-                    busy(self.queued.is_locked());
-                    // KeAcquireInStackQueuedSpinLock … KeReleaseInStackQueuedSpinLock.
-                    longest = longest.max(self.queued.with(timed_update));
-                }
-            }
+            (LockKind::Queued, None) => acquisition_loop(iterations, deadline, now_ns, |timed| {
+                busy(self.queued.is_locked());
+                // KeAcquireInStackQueuedSpinLock … KeReleaseInStackQueuedSpinLock.
+                self.queued.with(|ledger| update(ledger, timed))
+            }),
             (LockKind::Queued, Some(at)) => {
-                for _ in 0..iterations {
+                acquisition_loop(iterations, deadline, now_ns, |timed| {
                     busy(self.queued.is_locked());
                     // The same at DISPATCH_LEVEL: the AtDpcLevel/FromDpcLevel pair.
-                    longest = longest.max(self.queued.with_at_dpc_level(at, timed_update));
-                }
+                    self.queued
+                        .with_at_dpc_level(at, |ledger| update(ledger, timed))
+                })
             }
-            (LockKind::Unlocked, _) => {
-                // No lock, so no hold to time.
-                for _ in 0..iterations {
-                    self.unlocked.update(path, work);
-                }
-            }
-        }
-        self.max_hold_ns.fetch_max(longest, Relaxed);
+            // No lock, so no hold to time; the same loop, so the same
+            // cut-off at DISPATCH_LEVEL.
+            (LockKind::Unlocked, _) => acquisition_loop(iterations, deadline, now_ns, |_| {
+                self.unlocked.update(path, work);
+                0
+            }),
+        };
+        // The shared maximum is updated once, after the last release.
+        self.max_hold_ns.fetch_max(progress.longest_ns, Relaxed);
         let counters = &self.counters[kind.index()];
-        counters.performed[path as usize].fetch_add(u64::from(iterations), Relaxed);
+        counters.performed[path as usize].fetch_add(u64::from(progress.made), Relaxed);
         counters.contended.fetch_add(contended, Relaxed);
         Outcome {
-            acquisitions: u64::from(iterations),
+            acquisitions: u64::from(progress.made),
             contended,
+            budget_spent: progress.budget_spent,
         }
     }
 
-    /// The longest hold since the last reset, in ns.
+    /// The longest sampled hold since the last reset, in ns.
     pub fn max_hold_ns(&self) -> u64 {
         self.max_hold_ns.load(Relaxed)
     }
@@ -369,4 +448,92 @@ pub fn check_update_rule_against_protocol() {
     ledger.clear();
     racy.clear();
     assert_eq!((ledger.snapshot().total, racy.snapshot().total), (0, 0));
+}
+
+#[cfg(test)]
+mod tests {
+    use core::cell::Cell;
+
+    use dpclock_ioctl::limits::DPC_BUDGET_NS;
+
+    use super::{HOLD_SAMPLE, Progress, acquisition_loop};
+
+    /// A fake clock that each acquisition moves on by `cost_ns`, counting
+    /// its readings; runs the loop from time 0 with a deadline of one DPC
+    /// budget (or none), and returns the loop's progress, the readings and
+    /// which acquisitions were timed.
+    fn run_with_clock(iterations: u32, cost_ns: u64, budget: bool) -> (Progress, u32, Vec<u32>) {
+        let time = Cell::new(0_u64);
+        let readings = Cell::new(0_u32);
+        let mut made = 0_u32;
+        let mut timed_at = Vec::new();
+        let progress = acquisition_loop(
+            iterations,
+            budget.then_some(DPC_BUDGET_NS),
+            || {
+                readings.set(readings.get() + 1);
+                time.get()
+            },
+            |timed| {
+                time.set(time.get() + cost_ns);
+                if timed {
+                    timed_at.push(made);
+                }
+                made += 1;
+                if timed { cost_ns } else { 0 }
+            },
+        );
+        assert_eq!(made, progress.made, "the loop counts what it made");
+        (progress, readings.get(), timed_at)
+    }
+
+    #[test]
+    fn a_budgeted_run_ends_at_its_first_reading_past_the_budget() {
+        // 30 µs per acquisition: 30, 60, 90 µs are within the budget, and
+        // the reading after the fourth (120 µs) ends the run.
+        let (progress, readings, _) = run_with_clock(1_000, 30_000, true);
+        assert_eq!(
+            progress,
+            Progress {
+                made: 4,
+                longest_ns: 30_000,
+                budget_spent: true
+            }
+        );
+        assert_eq!(readings, 4, "one clock reading per acquisition");
+        // Exactly at the budget counts as spent.
+        let (progress, _, _) = run_with_clock(1_000, 25_000, true);
+        assert_eq!((progress.made, progress.budget_spent), (4, true));
+        // A run whose acquisitions all fit is not cut off.
+        let (progress, readings, _) = run_with_clock(3, 30_000, true);
+        assert_eq!(
+            (progress.made, progress.budget_spent, readings),
+            (3, false, 3)
+        );
+    }
+
+    #[test]
+    fn a_budgeted_run_always_makes_one_acquisition() {
+        // One acquisition longer than the whole budget (a long wait for the
+        // lock): it is made, and the run ends after it.
+        let (progress, _, _) = run_with_clock(100, 5 * DPC_BUDGET_NS, true);
+        assert_eq!((progress.made, progress.budget_spent), (1, true));
+        let (progress, readings, _) = run_with_clock(0, 1, true);
+        assert_eq!((progress.made, readings), (0, 0));
+    }
+
+    #[test]
+    fn an_unbudgeted_run_makes_every_acquisition_and_reads_no_clock() {
+        let (progress, readings, _) = run_with_clock(1_000, 30_000, false);
+        assert_eq!((progress.made, progress.budget_spent), (1_000, false));
+        assert_eq!(readings, 0);
+    }
+
+    #[test]
+    fn holds_are_timed_on_a_sample_starting_with_the_first() {
+        let (_, _, timed_at) = run_with_clock(50, 1, false);
+        assert_eq!(timed_at, [0, HOLD_SAMPLE, 2 * HOLD_SAMPLE, 3 * HOLD_SAMPLE]);
+        let (progress, _, timed_at) = run_with_clock(1, 7, false);
+        assert_eq!((timed_at, progress.longest_ns), (vec![0], 7));
+    }
 }

@@ -59,12 +59,12 @@ use wdk::println;
 #[cfg(not(test))]
 use wdk_alloc::WdkAllocator;
 use wdk_sys::{
+    _DRIVER_REGKEY_TYPE::DriverRegKeyParameters,
     _KEY_VALUE_INFORMATION_CLASS::KeyValuePartialInformation,
     DRIVER_OBJECT, HANDLE, IRP_MJ_CLEANUP, IRP_MJ_CLOSE, IRP_MJ_CREATE, IRP_MJ_DEVICE_CONTROL,
     IRP_MJ_PNP, IRP_MJ_POWER, IRP_MJ_SYSTEM_CONTROL, KEY_READ, KEY_VALUE_PARTIAL_INFORMATION,
-    NTSTATUS, OBJ_CASE_INSENSITIVE, OBJ_KERNEL_HANDLE, OBJECT_ATTRIBUTES, PCUNICODE_STRING,
-    REG_DWORD, STATUS_SUCCESS,
-    ntddk::{ZwClose, ZwOpenKey, ZwQueryValueKey},
+    NTSTATUS, PCUNICODE_STRING, REG_DWORD, STATUS_SUCCESS,
+    ntddk::{IoOpenDriverRegistryKey, ZwClose, ZwQueryValueKey},
 };
 
 // The driver allocates nothing itself (every structure lives in the device
@@ -98,15 +98,15 @@ pub fn unlocked_control_allowed() -> bool {
 #[cfg_attr(not(test), unsafe(export_name = "DriverEntry"))]
 pub unsafe extern "system" fn driver_entry(
     driver: &mut DRIVER_OBJECT,
-    registry_path: PCUNICODE_STRING,
+    _registry_path: PCUNICODE_STRING,
 ) -> NTSTATUS {
     // IRQL is real on Windows, and on the Linux rig's ntoskrnl.exe (per
     // thread). On stock Wine a raise reads back as PASSIVE_LEVEL: then IRQL
     // assertions are switched off and the checked build reports them as
     // unavailable, instead of failing.
     let irql = kspin::kernel::detect_irql_model();
-    // SAFETY: the service key path the I/O manager passed, at PASSIVE_LEVEL.
-    let allowed = unsafe { read_allow_unlocked_control(registry_path) };
+    // SAFETY: this driver's object, at PASSIVE_LEVEL.
+    let allowed = unsafe { read_allow_unlocked_control(driver) };
     UNLOCKED_CONTROL_ALLOWED.store(allowed, Relaxed);
 
     driver.MajorFunction[IRP_MJ_CREATE as usize] = Some(ioctl::dispatch_create_close);
@@ -155,51 +155,41 @@ unsafe extern "C" fn driver_unload(_driver: *mut DRIVER_OBJECT) {
     );
 }
 
-/// Reads `Parameters\AllowUnlockedControl` under the service key. Missing
+/// Reads `AllowUnlockedControl` from the driver's `Parameters` key. Missing
 /// key or value, or any other type than a non-zero DWORD: not allowed.
 ///
-/// Driver package isolation asks drivers to open their keys with
-/// `IoOpenDriverRegistryKey(DriverRegKeyParameters)` instead of by path.
-/// That routine exists from Windows 10 version 1803 (build 17134) on, and
-/// dpclock.inx's floor is `NT$ARCH$.10.0...16299` (version 1709), where a
-/// driver that imported it would not load; so the key is opened by the path
-/// the I/O manager passes. It is the same key: `DriverRegKeyParameters` is
-/// the `Parameters` subkey of the service key, where a service-install
-/// section's `HKR,Parameters` (and `dpclockctl install`) provisions values.
-/// Raising the floor to 17134 would let the driver switch with no change to
-/// where the value lives.
+/// The key is opened with `IoOpenDriverRegistryKey(DriverRegKeyParameters)`,
+/// as driver package isolation asks, not by the service key's path: the
+/// INF's service-install section provisions the value there (`AddReg`,
+/// `HKR,Parameters,AllowUnlockedControl`), and `dpclockctl install
+/// --allow-unlocked` sets it first (the INF's `AddReg` does not overwrite
+/// a value already there). The routine exists from Windows 10 version 1803
+/// (build 17134) on, so dpclock.inx's floor is 19041 (version 2004, as
+/// wdk-alloc's `ExAllocatePool2` needs too, should the driver ever
+/// allocate).
 ///
 /// # Safety
 ///
-/// `service_key` is the registry path from DriverEntry; `PASSIVE_LEVEL`.
-unsafe fn read_allow_unlocked_control(service_key: PCUNICODE_STRING) -> bool {
-    let open = |root: HANDLE, name: PCUNICODE_STRING| -> Option<HANDLE> {
-        let mut attributes = OBJECT_ATTRIBUTES {
-            Length: size_of::<OBJECT_ATTRIBUTES>() as u32,
-            RootDirectory: root,
-            ObjectName: name.cast_mut(),
-            Attributes: OBJ_CASE_INSENSITIVE | OBJ_KERNEL_HANDLE,
-            SecurityDescriptor: core::ptr::null_mut(),
-            SecurityQualityOfService: core::ptr::null_mut(),
-        };
-        let mut key: HANDLE = core::ptr::null_mut();
-        // SAFETY: valid attributes and out-parameter, at PASSIVE_LEVEL.
-        let status = unsafe { ZwOpenKey(&raw mut key, KEY_READ, &raw mut attributes) };
-        (status >= 0).then_some(key)
+/// `driver` is this driver's object, from DriverEntry; `PASSIVE_LEVEL`.
+unsafe fn read_allow_unlocked_control(driver: &mut DRIVER_OBJECT) -> bool {
+    let mut parameters: HANDLE = core::ptr::null_mut();
+    // SAFETY: this driver's object and a plain out-parameter, at
+    // PASSIVE_LEVEL; no flags (none are defined).
+    let status = unsafe {
+        IoOpenDriverRegistryKey(
+            driver,
+            DriverRegKeyParameters,
+            KEY_READ,
+            0,
+            &raw mut parameters,
+        )
     };
+    if status < 0 {
+        return false;
+    }
     let close = |key: HANDLE| {
         // SAFETY: a handle this function opened.
         let _ = unsafe { ZwClose(key) };
-    };
-
-    let Some(service) = open(core::ptr::null_mut(), service_key) else {
-        return false;
-    };
-    let parameters_name = wdm::unicode_string(wdm::wide!("Parameters"));
-    let parameters = open(service, &raw const parameters_name);
-    close(service);
-    let Some(parameters) = parameters else {
-        return false;
     };
 
     #[repr(C)]
@@ -207,10 +197,10 @@ unsafe fn read_allow_unlocked_control(service_key: PCUNICODE_STRING) -> bool {
         info: KEY_VALUE_PARTIAL_INFORMATION,
         rest: [u8; 4],
     }
-    const _: () = assert!(
-        core::mem::offset_of!(KEY_VALUE_PARTIAL_INFORMATION, Data) + 4
-            <= size_of::<KEY_VALUE_PARTIAL_INFORMATION>()
-    );
+    /// Where the value's data begins in the buffer: `Data` is a one-byte
+    /// array at the end of the header, and the DWORD runs on past it.
+    const DATA: usize = core::mem::offset_of!(DwordValue, info.Data);
+    const _: () = assert!(DATA + 4 <= size_of::<DwordValue>());
     // SAFETY: plain data, filled in by ZwQueryValueKey.
     let mut value: DwordValue = unsafe { core::mem::zeroed() };
     let mut length = 0;
@@ -230,12 +220,18 @@ unsafe fn read_allow_unlocked_control(service_key: PCUNICODE_STRING) -> bool {
     if status < 0 || value.info.Type != REG_DWORD || value.info.DataLength != 4 {
         return false;
     }
-    // SAFETY: the value's data starts at `Data` (offset 12) and, with
-    // DataLength 4, ends at offset 16: `Data[0]` and the three bytes of
-    // padding that end KEY_VALUE_PARTIAL_INFORMATION (16 bytes), all inside
-    // `info`, which ZwQueryValueKey wrote (`rest` only gives the call room
-    // to spare; the assertion below pins the layout).
-    let data = unsafe { (&raw const value.info.Data).cast::<u32>().read_unaligned() };
+    // SAFETY: with DataLength 4, the value's data is the 4 bytes from
+    // `DATA` (12) on: `Data[0]` and the bytes after it, which the assertion
+    // above keeps inside the buffer that ZwQueryValueKey wrote. The pointer
+    // is derived from the whole buffer, not from the one-byte `Data`
+    // field, so it may read all 4; unaligned, as `Data` promises nothing.
+    let data = unsafe {
+        (&raw const value)
+            .cast::<u8>()
+            .add(DATA)
+            .cast::<u32>()
+            .read_unaligned()
+    };
     data != 0
 }
 

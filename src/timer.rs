@@ -38,12 +38,12 @@ use dpclock_ioctl::{LockKind, Path, TimerWork};
 use kspin::kernel::{DispatchLevel, dpc::DeferredRoutine};
 use wdk_sys::{
     _TIMER_TYPE::NotificationTimer,
-    KDPC, KTIMER, LARGE_INTEGER,
+    KDPC, KTIMER, LARGE_INTEGER, NTSTATUS, STATUS_DELETE_PENDING,
     ntddk::{KeCancelTimer, KeFlushQueuedDpcs, KeInitializeDpc, KeInitializeTimerEx, KeSetTimerEx},
 };
 
 use crate::{
-    ledger::{Ledgers, now_ns},
+    ledger::{Ledgers, Raised, Until, now_ns},
     wdm::KernelMutex,
 };
 
@@ -55,6 +55,11 @@ pub struct PeriodicTimer {
     /// driver-wide count of armed timers (`GET_HEALTH`) with them, so that
     /// the count follows the timer (they wait, so not a spin lock).
     control: KernelMutex,
+    /// Set by [`PeriodicTimer::close`] (removal has begun), under `control`:
+    /// from then on `start` refuses, so that a `TIMER_START` that passed
+    /// the dispatch routine's removal check just before SURPRISE_REMOVAL
+    /// cannot arm the timer again after removal stopped it.
+    closed: AtomicBool,
     running: AtomicBool,
     period_ms: AtomicU32,
     kind: AtomicU32,
@@ -80,6 +85,7 @@ impl PeriodicTimer {
             // SAFETY: as above.
             dpc: UnsafeCell::new(unsafe { core::mem::zeroed() }),
             control: KernelMutex::uninitialized(),
+            closed: AtomicBool::new(false),
             running: AtomicBool::new(false),
             period_ms: AtomicU32::new(0),
             kind: AtomicU32::new(LockKind::Plain as u32),
@@ -132,23 +138,39 @@ impl PeriodicTimer {
         self.ticks.fetch_add(1, Relaxed);
         let kind = LockKind::from_u32(self.kind.load(Relaxed)).unwrap_or(LockKind::Plain);
         // TIMER_START admitted only settings whose tick fits its budget
-        // (`limits::timer_tick_fits`), so this is one bounded DPC run.
+        // (`limits::timer_tick_fits`), so this is one bounded DPC run, and
+        // it makes every acquisition: the timer's count stays exact.
         ledgers.run(
             kind,
             Path::TimerDpc,
             self.iterations.load(Relaxed),
             self.work.load(Relaxed),
-            Some(at),
+            Some(Raised {
+                at,
+                until: Until::Count,
+            }),
         );
         self.last_end_ns.store(now_ns(), Relaxed);
         self.in_tick.store(false, Release);
     }
 
-    /// Starts the timer, or changes its rate and load. `PASSIVE_LEVEL`.
-    pub fn start(&self, settings: TimerWork) {
-        let _control = self.control.lock();
+    /// Starts the timer, or changes its rate and load; refuses with
+    /// `STATUS_DELETE_PENDING` once the timer is closed.
+    ///
+    /// # Safety
+    ///
+    /// `PASSIVE_LEVEL`: it waits for the timer's mutex and, on a re-rate,
+    /// for the running DPC (`KeFlushQueuedDpcs`, `PASSIVE_LEVEL` only); at
+    /// `DISPATCH_LEVEL`, or in the timer's own DPC, that wait never ends.
+    pub unsafe fn start(&self, settings: TimerWork) -> Result<(), NTSTATUS> {
+        // SAFETY: PASSIVE_LEVEL (caller).
+        let _control = unsafe { self.control.lock() };
+        if self.closed.load(Relaxed) {
+            return Err(STATUS_DELETE_PENDING);
+        }
         if self.running.load(Relaxed) {
-            self.cancel_and_wait();
+            // SAFETY: PASSIVE_LEVEL (caller).
+            unsafe { self.cancel_and_wait() };
         }
         self.kind.store(settings.tick.lock_kind as u32, Relaxed);
         self.iterations.store(settings.tick.iterations, Relaxed);
@@ -173,15 +195,46 @@ impl PeriodicTimer {
         if !self.running.swap(true, Relaxed) {
             crate::health::timer_armed();
         }
+        Ok(())
     }
 
     /// Stops the timer and waits until its DPC no longer runs. Returns
-    /// whether it was running. `PASSIVE_LEVEL`.
-    pub fn stop(&self) -> bool {
-        let _control = self.control.lock();
+    /// whether it was running.
+    ///
+    /// # Safety
+    ///
+    /// `PASSIVE_LEVEL`, as for [`PeriodicTimer::start`].
+    pub unsafe fn stop(&self) -> bool {
+        // SAFETY: PASSIVE_LEVEL (caller).
+        let _control = unsafe { self.control.lock() };
+        // SAFETY: PASSIVE_LEVEL (caller), holding `control`.
+        unsafe { self.stop_locked() }
+    }
+
+    /// Stops the timer for good: removal has begun. Every later `start`
+    /// fails with `STATUS_DELETE_PENDING`.
+    ///
+    /// # Safety
+    ///
+    /// `PASSIVE_LEVEL`, as for [`PeriodicTimer::start`].
+    pub unsafe fn close(&self) {
+        // SAFETY: PASSIVE_LEVEL (caller).
+        let _control = unsafe { self.control.lock() };
+        // Under `control`: a `start` either ran before (and is stopped
+        // below) or runs after, and sees this.
+        self.closed.store(true, Relaxed);
+        // SAFETY: PASSIVE_LEVEL (caller), holding `control`.
+        unsafe { self.stop_locked() };
+    }
+
+    /// # Safety
+    ///
+    /// `PASSIVE_LEVEL`, holding `control`.
+    unsafe fn stop_locked(&self) -> bool {
         let was_running = self.running.swap(false, Relaxed);
         if was_running {
-            self.cancel_and_wait();
+            // SAFETY: PASSIVE_LEVEL (caller).
+            unsafe { self.cancel_and_wait() };
             self.period_ms.store(0, Relaxed);
             crate::health::timer_disarmed();
         }
@@ -191,8 +244,18 @@ impl PeriodicTimer {
     /// `KeCancelTimer` dequeues the timer; `KeFlushQueuedDpcs` then waits for
     /// a DPC it had already queued or started (on Windows, cancelling does
     /// not wait for it).
-    fn cancel_and_wait(&self) {
-        // SAFETY: an initialized timer, at PASSIVE_LEVEL.
+    ///
+    /// The KeFlushQueuedDpcs page warns that it "can take a long time to
+    /// return", so drivers should keep it off critical paths. Here it runs
+    /// on `TIMER_START` (a re-rate), `TIMER_STOP` and removal: requests of a
+    /// test driver, whose callers wait for them anyway.
+    ///
+    /// # Safety
+    ///
+    /// `PASSIVE_LEVEL` (`KeFlushQueuedDpcs`).
+    unsafe fn cancel_and_wait(&self) {
+        crate::wdm::debug_assert_passive_level();
+        // SAFETY: an initialized timer, at PASSIVE_LEVEL (caller).
         unsafe {
             KeCancelTimer(self.timer.get());
             KeFlushQueuedDpcs();

@@ -4,6 +4,8 @@
 
 use core::{cell::UnsafeCell, ffi::c_void, marker::PhantomData, ptr};
 
+use kspin::{Irql, IrqlModel, Platform, kernel::Kernel};
+
 use wdk_sys::{
     CCHAR, DEVICE_OBJECT, GUID, IO_NO_INCREMENT, IO_REMOVE_LOCK, IO_STACK_LOCATION, IRP, NTSTATUS,
     PDEVICE_OBJECT, PDRIVER_OBJECT, PIO_COMPLETION_ROUTINE, SL_INVOKE_ON_CANCEL,
@@ -308,10 +310,20 @@ impl KernelMutex {
         unsafe { wdk_sys::ntddk::KeInitializeMutex((*this).0.get(), 0) }
     }
 
-    /// Waits for the mutex. Call at `PASSIVE_LEVEL`.
-    pub fn lock(&self) -> KernelMutexGuard<'_> {
+    /// Waits for the mutex.
+    ///
+    /// # Safety
+    ///
+    /// `PASSIVE_LEVEL` (at most `APC_LEVEL`, the KeWaitForSingleObject page
+    /// says, for a wait with no timeout). Above it, inside a spin lock's
+    /// scope, `at_dispatch_level` or a DPC routine, the wait is a bugcheck
+    /// (0xA, or Verifier's 0xC4), and one that waits for a mutex the
+    /// interrupted thread owns never ends.
+    pub unsafe fn lock(&self) -> KernelMutexGuard<'_> {
+        debug_assert_irql_at_most(Irql::APC);
         // SAFETY: an initialized mutex; a non-alertable kernel-mode wait with
-        // no timeout returns STATUS_SUCCESS once the mutex is owned.
+        // no timeout, at most at APC_LEVEL (caller), returns STATUS_SUCCESS
+        // once the mutex is owned.
         let _ = unsafe {
             wdk_sys::ntddk::KeWaitForSingleObject(
                 self.0.get().cast(),
@@ -339,5 +351,29 @@ impl Drop for KernelMutexGuard<'_> {
     fn drop(&mut self) {
         // SAFETY: owned by this thread (the guard is !Send).
         unsafe { wdk_sys::ntddk::KeReleaseMutex(self.mutex.0.get(), 0) };
+    }
+}
+
+/// Debug builds, where the IRQL is modelled: asserts that the caller runs at
+/// `PASSIVE_LEVEL`, as the `unsafe fn`s that wait or flush DPCs require.
+/// kspin's kernel backend reads the IRQL (`cr8` on x64, `KeGetCurrentIrql`
+/// elsewhere); release builds read nothing.
+#[inline]
+pub fn debug_assert_passive_level() {
+    debug_assert_irql_at_most(Irql::PASSIVE);
+}
+
+/// Debug builds, where the IRQL is modelled: asserts that the IRQL is at
+/// most `most`.
+#[inline]
+pub fn debug_assert_irql_at_most(most: Irql) {
+    if cfg!(debug_assertions) && Kernel::irql_model() == IrqlModel::Modelled {
+        let irql = Kernel::current_irql();
+        debug_assert!(
+            irql <= most,
+            "IRQL {} where at most {} is allowed",
+            irql.0,
+            most.0
+        );
     }
 }

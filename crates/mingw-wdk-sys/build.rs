@@ -18,11 +18,32 @@ use std::{
 const DEFAULT_MINGW_ROOT: &str = "/usr/share/mingw-w64";
 const DEFAULT_MINGW_LIB: &str = "/usr/x86_64-w64-mingw32/lib";
 
-/// ntoskrnl.exe exports that mingw-w64's libntoskrnl.a has no import for
-/// (none today: the driver's last one, `IoCreateDeviceSecure`, a wdmsec.lib
-/// routine in the WDK, is gone). When the list is empty, no supplement is
-/// built or linked.
-const SUPPLEMENTAL_NTOSKRNL_EXPORTS: &[&str] = &[];
+/// ntoskrnl.exe exports that mingw-w64's libntoskrnl.a has no import for:
+/// `IoOpenDriverRegistryKey` (Windows 10 version 1803, newer than mingw-w64
+/// 10). When the list is empty, no supplement is built or linked.
+const SUPPLEMENTAL_NTOSKRNL_EXPORTS: &[&str] = &["IoOpenDriverRegistryKey"];
+
+/// Declarations the WDK's wdm.h has and mingw-w64 10's lacks, for what the
+/// driver uses, written from Microsoft's reference pages
+/// (`DRIVER_REGKEY_TYPE`, `IoOpenDriverRegistryKey`); the same as in
+/// check-windows' `xtask/shims/dpclock-wdk-supplement.h`.
+const WDM_SUPPLEMENT: &str = "
+typedef enum _DRIVER_REGKEY_TYPE {
+  DriverRegKeyParameters,
+  DriverRegKeyPersistentState,
+  DriverRegKeySharedPersistentState
+} DRIVER_REGKEY_TYPE, *PDRIVER_REGKEY_TYPE;
+
+NTKERNELAPI
+NTSTATUS
+NTAPI
+IoOpenDriverRegistryKey(
+  PDRIVER_OBJECT DriverObject,
+  DRIVER_REGKEY_TYPE RegKeyType,
+  ACCESS_MASK DesiredAccess,
+  ULONG Flags,
+  PHANDLE DriverRegKey);
+";
 
 fn main() {
     println!("cargo::rerun-if-changed=build.rs");
@@ -69,7 +90,10 @@ fn clang_builtin_headers() -> PathBuf {
 
 fn builder(include: &Path, builtin: &Path) -> bindgen::Builder {
     bindgen::Builder::default()
-        .header_contents("dpclock-wdk.h", "#include <ntifs.h>\n#include <ntddk.h>\n")
+        .header_contents(
+            "dpclock-wdk.h",
+            &format!("#include <ntifs.h>\n#include <ntddk.h>\n{WDM_SUPPLEMENT}"),
+        )
         .use_core()
         // The headers describe the LLP64 Windows ABI; route C types through a
         // module that spells it out, so the bindings mean the same thing when

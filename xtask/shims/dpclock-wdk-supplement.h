@@ -11,6 +11,10 @@
  * - ExAllocatePool2: wdm.h, NtosKrnl.exe, Windows 10 version 2004
  *   (learn.microsoft.com/windows-hardware/drivers/ddi/wdm/nf-wdm-exallocatepool2).
  *   wdk-alloc 0.4.2 allocates with it.
+ * - DRIVER_REGKEY_TYPE and IoOpenDriverRegistryKey: wdm.h, NtosKrnl.exe,
+ *   Windows 10 version 1803
+ *   (learn.microsoft.com/windows-hardware/drivers/ddi/wdm/nf-wdm-ioopendriverregistrykey,
+ *   .../ne-wdm-_driver_regkey_type). DriverEntry reads its Parameters key.
  */
 #pragma once
 
@@ -23,3 +27,19 @@ ExAllocatePool2(
   POOL_FLAGS Flags,
   SIZE_T NumberOfBytes,
   ULONG Tag);
+
+typedef enum _DRIVER_REGKEY_TYPE {
+  DriverRegKeyParameters,
+  DriverRegKeyPersistentState,
+  DriverRegKeySharedPersistentState
+} DRIVER_REGKEY_TYPE, *PDRIVER_REGKEY_TYPE;
+
+NTKERNELAPI
+NTSTATUS
+NTAPI
+IoOpenDriverRegistryKey(
+  PDRIVER_OBJECT DriverObject,
+  DRIVER_REGKEY_TYPE RegKeyType,
+  ACCESS_MASK DesiredAccess,
+  ULONG Flags,
+  PHANDLE DriverRegKey);

@@ -173,10 +173,16 @@ pub fn documented_imports() -> Vec<DocumentedImport> {
 
 /// Listed exports that mingw-w64 10's x64 import libraries do not have,
 /// and why they are real exports anyway.
-const NEWER_THAN_MINGW: &[(&str, &str)] = &[(
-    "ExAllocatePool2",
-    "Microsoft's reference page: wdm.h, NtosKrnl.exe, Windows 10 version 2004 and later",
-)];
+const NEWER_THAN_MINGW: &[(&str, &str)] = &[
+    (
+        "ExAllocatePool2",
+        "Microsoft's reference page: wdm.h, NtosKrnl.exe, Windows 10 version 2004 and later",
+    ),
+    (
+        "IoOpenDriverRegistryKey",
+        "Microsoft's reference page: wdm.h, NtosKrnl.exe, Windows 10 version 1803 and later",
+    ),
+];
 
 /// The WDK's static libraries wdk-build links, as static stubs (`symbol` is
 /// what the stub defines); the driver calls a routine of none of them.

@@ -294,7 +294,7 @@ fn package(variant: Variant, profile: Profile, driver: &Path, harness: &Path) ->
 /// What `stampinf -a amd64 -d * -v *` does to the INX on Windows (the
 /// architecture and a DriverVer line), plus one change for Wine only:
 /// Wine 8.0's SetupAPI matches a models section by its platform decoration
-/// alone (`NTamd64`) and skips `NTamd64.10.0...16299`, so the target OS
+/// alone (`NTamd64`) and skips `NTamd64.10.0...19041`, so the target OS
 /// version is dropped from the decoration. There is no catalog: Wine checks
 /// no signatures.
 #[must_use]
@@ -303,7 +303,7 @@ pub fn stamp_for_wine(inx: &str) -> String {
     for line in inx.lines() {
         let line = line
             .replace("$ARCH$", "amd64")
-            .replace("NTamd64.10.0...16299", "NTamd64");
+            .replace("NTamd64.10.0...19041", "NTamd64");
         out.push_str(&line);
         out.push_str("\r\n");
         if line.trim_start().starts_with("Signature") {

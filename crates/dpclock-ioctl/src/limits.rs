@@ -4,15 +4,21 @@
 //!
 //! The budgets are Microsoft's guidance for code at `DISPATCH_LEVEL`: a
 //! spin-lock hold under 25 µs, a DPC routine under 100 µs. The cost of a
-//! request is known before it runs, from `work` alone, so every bound below
-//! is arithmetic on constants, checked at compile time; the driver splits a
-//! long request into chunks of [`chunk_iterations`] acquisitions, each one
-//! DPC run or one raised section.
+//! request's own work is known before it runs, from `work` alone, so every
+//! bound below is arithmetic on constants, checked at compile time; the
+//! driver splits a long request into chunks of [`chunk_iterations`]
+//! acquisitions, each one DPC run or one raised section. What the
+//! arithmetic cannot know, the time spent waiting for a lock other
+//! processors hold, the driver measures: a DPC run or raised section of
+//! `DPC_BURST` or `LOCK_DISPATCH` reads the clock after each acquisition
+//! and ends once [`DPC_BUDGET_NS`] has passed (docs/protocol.md, "The
+//! cut-off").
 
 /// Longest spin-lock hold allowed, in nanoseconds (Microsoft: under 25 µs).
 pub const HOLD_BUDGET_NS: u64 = 25_000;
 /// Longest DPC routine run, and longest section raised to `DISPATCH_LEVEL`,
-/// in nanoseconds (Microsoft: under 100 µs).
+/// in nanoseconds (Microsoft: under 100 µs): the size of a chunk, and the
+/// measured time after which a burst DPC or a `LOCK_DISPATCH` section ends.
 pub const DPC_BUDGET_NS: u64 = 100_000;
 /// The part of [`DPC_BUDGET_NS`] a timer tick's own acquisitions may use;
 /// the rest is left for waiting behind other holders of the lock.
@@ -29,10 +35,14 @@ pub const SLOWDOWN: u64 = 8;
 /// One work unit on the slow VM, in picoseconds.
 pub const WORK_UNIT_PS: u64 = WORK_UNIT_MEASURED_PS * SLOWDOWN;
 /// What one acquisition costs besides its work, on the slow VM: the acquire
-/// and release, the ledger update and the two `KeQueryPerformanceCounter`
-/// reads that time the hold (assumed, generously: four times what one
+/// and release, the ledger update and its share of the
+/// `KeQueryPerformanceCounter` reads, 1.125 on average at `DISPATCH_LEVEL`
+/// (one after each release, for the cut-off, and two inside one hold in 16,
+/// to time it), 0.125 otherwise (assumed, generously: four times what one
 /// acquisition of a DPC burst costs under Wine on the measuring host,
-/// 0.24 µs: 8.30 M acquisitions/s on 2 CPUs, docs/bench.md).
+/// 0.24 µs: 8.30 M acquisitions/s on 2 CPUs, docs/bench.md; a platform
+/// timer's read on a VM may take about a microsecond by itself, which this
+/// does not cover, and the cut-off does).
 pub const ACQUISITION_OVERHEAD_NS: u64 = 1_000;
 
 /// What one acquisition with `work` units costs on the slow VM, in

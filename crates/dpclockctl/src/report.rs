@@ -139,7 +139,7 @@ pub fn timings_map(t: &Timings) -> BTreeMap<&'static str, u64> {
 #[must_use]
 pub fn timings_line(t: &Timings) -> String {
     format!(
-        "driver timings: longest hold {} ns (budget {} ns), DPC run {} ns and raised section {} ns (budget {} ns); {} back-to-back timer ticks skipped",
+        "driver timings: longest sampled hold {} ns (budget {} ns), DPC run {} ns and raised section {} ns (budget {} ns); {} back-to-back timer ticks skipped",
         t.max_hold_ns,
         dpclock_ioctl::limits::HOLD_BUDGET_NS,
         t.max_dpc_ns,
@@ -323,7 +323,7 @@ impl Report {
         if !self.timings.is_empty() {
             let _ = writeln!(
                 t,
-                "  driver timings: longest hold {} ns, DPC run {} ns, raised section {} ns; {} back-to-back timer ticks skipped",
+                "  driver timings: longest sampled hold {} ns, DPC run {} ns, raised section {} ns; {} back-to-back timer ticks skipped",
                 self.timings["max_hold_ns"],
                 self.timings["max_dpc_ns"],
                 self.timings["max_raised_ns"],

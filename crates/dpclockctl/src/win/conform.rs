@@ -15,7 +15,10 @@ use dpclock_ioctl::{
 };
 use windows_sys::Win32::Foundation::{GENERIC_READ, GENERIC_WRITE, RtlNtStatusToDosError};
 
-use super::{device::WinDevice, install};
+use super::{
+    device::{OpenError, WinDevice},
+    install,
+};
 use crate::{
     check::Check,
     device::{self, Device, IoResult, status_name},
@@ -81,6 +84,43 @@ fn several_handles() -> Result<String, String> {
         Err(format!(
             "7 acquisitions on handle A, but handle C's GET_STATS shows {performed}"
         ))
+    }
+}
+
+/// A name below the device (its namespace, e.g. `<interface path>\\anything`)
+/// is refused: dpclock has no namespace, and fails such a CREATE with
+/// `STATUS_INVALID_PARAMETER`, which `CreateFile` reports as Win32 error 87
+/// (docs/protocol.md, "Handles"). Wine 8.0 never sends the CREATE: its
+/// object manager finds no object of that name and fails the open itself
+/// with Win32 error 2 (docs/linux-flavor.md, "Names below the device"), so
+/// under Wine that is what is checked.
+fn namespace_open() -> Result<String, String> {
+    const ERROR_FILE_NOT_FOUND: u32 = 2;
+    const ERROR_INVALID_PARAMETER: u32 = 87;
+    let (expected, why) = if super::env::wine_version().is_some() {
+        (
+            ERROR_FILE_NOT_FOUND,
+            "Wine 8.0's object manager refuses the name before the driver sees it",
+        )
+    } else {
+        (
+            ERROR_INVALID_PARAMETER,
+            "the driver fails a CREATE with a file name",
+        )
+    };
+    let path = super::device::interface_paths()
+        .into_iter()
+        .next()
+        .ok_or("no dpclock interface present")?;
+    let below = format!("{path}\\anything");
+    match WinDevice::open_path(below.clone(), GENERIC_READ | GENERIC_WRITE, 0) {
+        Ok(_) => Err(format!("opening {below} succeeded")),
+        Err(OpenError::Open(error)) if error.code == expected => Ok(format!(
+            "opening a name below the interface fails with Win32 error {expected} ({why})"
+        )),
+        Err(error) => Err(format!(
+            "opening {below} failed with {error}, where Win32 error {expected} is documented ({why})"
+        )),
     }
 }
 
@@ -455,6 +495,11 @@ fn describe_removal(
 pub fn run(device: &WinDevice, removal_inf: Option<&Path>) -> Vec<Check> {
     let mut checks = Vec::new();
     record(&mut checks, "several handles", several_handles());
+    record(
+        &mut checks,
+        "no namespace below the device",
+        namespace_open(),
+    );
     access_checks(&mut checks);
     output_buffers(device, &mut checks);
     record(&mut checks, "null buffers", null_buffers(device));

@@ -159,6 +159,16 @@ impl WinDevice {
             .into_iter()
             .next()
             .ok_or(OpenError::NotFound)?;
+        Self::open_path(path, access, share)
+    }
+
+    /// Opens `path` (an interface path, or a name below one) with this
+    /// desired access and share mode.
+    ///
+    /// # Errors
+    ///
+    /// [`OpenError::Open`].
+    pub fn open_path(path: String, access: u32, share: u32) -> Result<Self, OpenError> {
         let wide_path = wide(&path);
         // SAFETY: a NUL-terminated path; synchronous I/O (no OVERLAPPED).
         let handle = unsafe {
