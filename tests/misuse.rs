@@ -128,6 +128,36 @@ fn completing_an_irp_while_holding_a_spin_lock_bugchecks_spin_lock_safe() {
 }
 
 #[test]
+fn an_at_dpc_level_release_at_passive_level_bugchecks_0xc4_0x41() {
+    misuse(4, "bugcheck 0xC4 (0x41, 0x0,");
+}
+
+#[test]
+fn a_raise_to_a_lower_irql_bugchecks_0xc4_0x30() {
+    misuse(5, "bugcheck 0xC4 (0x30, 0x2, 0x0,");
+}
+
+#[test]
+fn a_lower_to_a_higher_irql_bugchecks_0xc4_0x31() {
+    misuse(6, "bugcheck 0xC4 (0x31, 0x0, 0x2,");
+}
+
+#[test]
+fn a_raising_release_below_dispatch_level_bugchecks_0xc4_0x32() {
+    misuse(7, "bugcheck 0xC4 (0x32, 0x0,");
+}
+
+#[test]
+fn a_raising_acquire_above_dispatch_level_bugchecks_0xc4_0x42() {
+    misuse(8, "bugcheck 0xC4 (0x42, 0xf,");
+}
+
+#[test]
+fn a_dpc_routine_returning_at_another_irql_bugchecks_0xc4_0x2001d() {
+    misuse(9, "bugcheck 0xC4 (0x2001d, 0xf, 0x2,");
+}
+
+#[test]
 fn queued_dpcs_run_once_each_at_dispatch_level_on_their_processor() {
     let (session, client, dir) = start();
     let sent = session

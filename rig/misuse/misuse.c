@@ -12,6 +12,12 @@
 #define MISUSE_RELEASE_FROM_DPC_LEVEL      MISUSE_IOCTL(1) /* 0xC9 / 0x05 */
 #define MISUSE_COMPLETE_HOLDING_LOCK       MISUSE_IOCTL(2) /* 0xC4, SpinLockSafe */
 #define PROBE_QUEUED_DPCS                  MISUSE_IOCTL(3) /* no misuse: a report */
+#define MISUSE_FROM_DPC_LEVEL_AT_PASSIVE   MISUSE_IOCTL(4) /* 0xC4 / 0x41 */
+#define MISUSE_RAISE_TO_LOWER              MISUSE_IOCTL(5) /* 0xC4 / 0x30 */
+#define MISUSE_LOWER_TO_HIGHER             MISUSE_IOCTL(6) /* 0xC4 / 0x31 */
+#define MISUSE_RELEASE_BELOW_DISPATCH      MISUSE_IOCTL(7) /* 0xC4 / 0x32 */
+#define MISUSE_ACQUIRE_ABOVE_DISPATCH      MISUSE_IOCTL(8) /* 0xC4 / 0x42 */
+#define MISUSE_DPC_RETURNS_RAISED          MISUSE_IOCTL(9) /* 0xC4 / 0x2001D */
 
 #define MAX_CPUS 64
 
@@ -101,6 +107,14 @@ static void probe_queued_dpcs(struct probe *probe)
     KeFlushQueuedDpcs();
 }
 
+/* Returns at HIGH_LEVEL, not at the DISPATCH_LEVEL it was called at. */
+static void WINAPI raising_dpc(KDPC *dpc, void *context, void *arg1, void *arg2)
+{
+    KIRQL old;
+    (void)dpc; (void)context; (void)arg1; (void)arg2;
+    KeRaiseIrql(HIGH_LEVEL, &old);
+}
+
 static NTSTATUS complete(IRP *irp, NTSTATUS status)
 {
     irp->IoStatus.Status = status;
@@ -138,6 +152,50 @@ static NTSTATUS WINAPI device_control(DEVICE_OBJECT *device, IRP *irp)
         complete(irp, STATUS_SUCCESS);
         KeReleaseSpinLock(&lock, old);
         return STATUS_SUCCESS;
+    case MISUSE_FROM_DPC_LEVEL_AT_PASSIVE:
+        /* The release of an AtDpcLevel pair, at PASSIVE_LEVEL. */
+        KeReleaseSpinLockFromDpcLevel(&lock);
+        return complete(irp, STATUS_SUCCESS);
+    case MISUSE_RAISE_TO_LOWER:
+    {
+        /* x64's wdm.h raises and lowers inline (cr8), unchecked on Windows
+         * too; the exported routines are what Verifier checks. */
+        UNICODE_STRING name = RTL_CONSTANT_STRING(L"KfRaiseIrql");
+        KIRQL (WINAPI *raise)(KIRQL) = MmGetSystemRoutineAddress(&name);
+        if (!raise) return complete(irp, STATUS_PROCEDURE_NOT_FOUND);
+        KeRaiseIrql(DISPATCH_LEVEL, &old);
+        raise(PASSIVE_LEVEL);
+        return complete(irp, STATUS_SUCCESS);
+    }
+    case MISUSE_LOWER_TO_HIGHER:
+    {
+        UNICODE_STRING name = RTL_CONSTANT_STRING(L"KeLowerIrql");
+        void (WINAPI *lower)(KIRQL) = MmGetSystemRoutineAddress(&name);
+        if (!lower) return complete(irp, STATUS_PROCEDURE_NOT_FOUND);
+        lower(DISPATCH_LEVEL);
+        return complete(irp, STATUS_SUCCESS);
+    }
+    case MISUSE_RELEASE_BELOW_DISPATCH:
+        /* The IRQL restored before the release instead of by it. */
+        KeAcquireSpinLock(&lock, &old);
+        KeLowerIrql(old);
+        KeReleaseSpinLock(&lock, old);
+        return complete(irp, STATUS_SUCCESS);
+    case MISUSE_ACQUIRE_ABOVE_DISPATCH:
+        KeRaiseIrql(HIGH_LEVEL, &old);
+        KeAcquireSpinLock(&lock, &old);
+        return complete(irp, STATUS_SUCCESS);
+    case MISUSE_DPC_RETURNS_RAISED:
+    {
+        LARGE_INTEGER timeout;
+        KeInitializeDpc(&blocker, raising_dpc, NULL);
+        KeInsertQueueDpc(&blocker, NULL, NULL);
+        /* The bugcheck ends the host while this waits. */
+        KeInitializeEvent(&all_ran, NotificationEvent, FALSE);
+        timeout.QuadPart = -10 * 1000 * 1000 * 10LL; /* 10 s */
+        KeWaitForSingleObject(&all_ran, Executive, KernelMode, FALSE, &timeout);
+        return complete(irp, STATUS_SUCCESS);
+    }
     case PROBE_QUEUED_DPCS:
         if (stack->Parameters.DeviceIoControl.OutputBufferLength < sizeof(struct probe))
             return complete(irp, STATUS_BUFFER_TOO_SMALL);
