@@ -182,6 +182,9 @@ struct MiriJob {
     label: String,
     args: Vec<String>,
     flags: String,
+    /// The job names one test: it must run exactly that one (a name that
+    /// matched nothing would pass with 0 tests run).
+    one_test: bool,
 }
 
 impl MiriJob {
@@ -190,6 +193,7 @@ impl MiriJob {
             label: label.to_owned(),
             args: args.iter().map(|a| (*a).to_owned()).collect(),
             flags: flags.to_owned(),
+            one_test: false,
         }
     }
 
@@ -201,6 +205,13 @@ impl MiriJob {
             .env("CARGO_TARGET_DIR", target)
             .env("MIRIFLAGS", &self.flags);
         let output = run_captured(&mut command, Duration::from_secs(30 * 60))?;
+        if output.success() && self.one_test && !output.stdout.contains("ok. 1 passed;") {
+            return Err(fail!(
+                "{} ran no test or more than one (`{}`) {output}",
+                self.label,
+                crate::process::describe(&command)
+            ));
+        }
         if output.success() {
             eprintln!(
                 "  ok {:>6.1} s  {}",
