@@ -126,17 +126,40 @@ impl Session {
         }
         // The first Wine process: its stderr and WINEDEBUG are inherited by
         // the service manager and the driver host, so they go to the log.
-        let log_file = File::create(&session.log)
-            .map_err(|e| fail!("cannot create {}: {e}", display(&session.log)))?;
-        let mut boot = Command::new("wine");
-        wine_env(&mut boot, &session.prefix);
-        boot.env("WINEDEBUG", SESSION_WINEDEBUG)
-            .arg("wineboot")
-            .stdout(Stdio::null())
-            .stderr(log_file)
-            .stdin(Stdio::null());
+        let boot = |append: bool| -> Result<std::process::ExitStatus> {
+            let log_file = File::options()
+                .create(true)
+                .append(append)
+                .write(true)
+                .truncate(!append)
+                .open(&session.log)
+                .map_err(|e| fail!("cannot create {}: {e}", display(&session.log)))?;
+            let mut boot = Command::new("wine");
+            wine_env(&mut boot, &session.prefix);
+            boot.env("WINEDEBUG", SESSION_WINEDEBUG)
+                .arg("wineboot")
+                .stdout(Stdio::null())
+                .stderr(log_file)
+                .stdin(Stdio::null());
+            boot.status().map_err(|e| fail!("cannot run wine: {e}"))
+        };
         let started = Instant::now();
-        let status = boot.status().map_err(|e| fail!("cannot run wine: {e}"))?;
+        let mut status = boot(false)?;
+        // Wine 8.0's loader sometimes finds the address of its shared user
+        // data taken (STATUS_CONFLICTING_ADDRESSES, seen once in a CI run):
+        // an address-space clash of that one process, not the driver's
+        // doing. One more try, said out loud.
+        if !status.success()
+            && session
+                .log_tail(40)
+                .contains("failed to map the shared user data")
+        {
+            eprintln!(
+                "  wine session {}: Wine could not map its shared user data (an address clash in Wine's loader); running wineboot once more",
+                session.name
+            );
+            status = boot(true)?;
+        }
         if !status.success() {
             return Err(fail!(
                 "wineboot failed ({status}); log:\n{}",
